@@ -1,0 +1,152 @@
+"""Data: MNIST from the committed IDX files, and the own dataset as in-memory tensors.
+
+MNIST is read straight from the gzip-compressed IDX files under ``Code/data/MNIST/raw``
+after checking them against ``SHA256SUMS``; nothing is ever downloaded. The own
+dataset is read once with torchvision's :class:`~torchvision.datasets.ImageFolder`
+and kept as tensors, so training loops never touch the disk.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision import datasets
+
+from . import paths
+
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+RESTORE_HINT = (
+    "Restore it from git with `git checkout -- \"Code/data/MNIST\"` (the four files ship "
+    "with the project; see Code/data/MNIST/README.md for their provenance)."
+)
+
+
+class DataError(RuntimeError):
+    """A data file is missing, corrupt or not what the project expects."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def expected_checksums(mnist_dir: Path = paths.MNIST_DIR) -> dict[str, str]:
+    sums_file = mnist_dir / "SHA256SUMS"
+    if not sums_file.is_file():
+        raise DataError(f"Checksum list {sums_file} is missing. {RESTORE_HINT}")
+    sums = {}
+    for line in sums_file.read_text().splitlines():
+        if line.strip():
+            digest, name = line.split()
+            sums[name.lstrip("*")] = digest
+    return sums
+
+
+def verify_mnist_file(name: str, mnist_dir: Path = paths.MNIST_DIR) -> Path:
+    """Return the path of one raw MNIST file after checking its SHA-256."""
+    path = mnist_dir / "raw" / name
+    if not path.is_file():
+        raise DataError(f"MNIST file {path} is missing. {RESTORE_HINT}")
+    expected = expected_checksums(mnist_dir).get(name)
+    if expected is None:
+        raise DataError(f"{name} is not listed in {mnist_dir / 'SHA256SUMS'}. {RESTORE_HINT}")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise DataError(
+            f"MNIST file {path} is corrupt: sha256 {actual[:12]}… differs from the expected "
+            f"{expected[:12]}…. {RESTORE_HINT}"
+        )
+    return path
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    found = int.from_bytes(raw[:4], "big")
+    if found != magic:
+        raise DataError(f"{path} is not an IDX file of the expected kind (magic {found}, expected {magic}).")
+    ndim = magic & 0xFF
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(shape)):
+        raise DataError(f"{path} is truncated: {data.size} values for shape {shape}. {RESTORE_HINT}")
+    return data.reshape(shape)
+
+
+def load_mnist(split: str, mnist_dir: Path = paths.MNIST_DIR) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST ``split`` ("train" or "test") as ``(images uint8 [N,28,28], labels int64 [N])``."""
+    if split not in MNIST_FILES:
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    image_name, label_name = MNIST_FILES[split]
+    images = _read_idx(verify_mnist_file(image_name, mnist_dir), 0x0803)
+    labels = _read_idx(verify_mnist_file(label_name, mnist_dir), 0x0801)
+    if len(images) != len(labels):
+        raise DataError(f"MNIST {split}: {len(images)} images but {len(labels)} labels. {RESTORE_HINT}")
+    return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N,28,28]`` (or float in [0,1]) -> normalised float ``[N,1,28,28]``."""
+    x = images.float()
+    if images.dtype == torch.uint8:
+        x = x / 255.0
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    return (x - MNIST_MEAN) / MNIST_STD
+
+
+def _grayscale_loader(path: str) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return np.asarray(img.convert("L"), dtype=np.uint8)
+
+
+def load_split(split_dir: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """An ImageFolder split (``<split_dir>/<digit>/*.jpg``) as ``(uint8 [N,28,28], labels, files)``.
+
+    Labels are the folder names read as digits, so a folder layout with a missing digit
+    cannot silently shift labels.
+    """
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise DataError(
+            f"Dataset folder '{split_dir}' does not exist. Run notebook 01_dataset_preparation "
+            "to create it from your sheet."
+        )
+    folder = datasets.ImageFolder(str(split_dir), loader=_grayscale_loader)
+    if len(folder) == 0:
+        raise DataError(f"Dataset folder '{split_dir}' holds no images.")
+    images, labels, files = [], [], []
+    for path, class_index in folder.samples:
+        image = folder.loader(path)
+        if image.shape != (28, 28):
+            raise DataError(f"{path} is {image.shape[1]}x{image.shape[0]}, not 28x28. Re-run notebook 01.")
+        images.append(image)
+        labels.append(int(folder.classes[class_index]))
+        files.append(str(Path(path).relative_to(split_dir.parent)))
+    return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), files
+
+
+def load_own_dataset(split_dirs: dict[str, Path] | None = None) -> dict[str, dict]:
+    """All three own splits: ``{"train": {"x", "y", "files"}, "val": …, "test": …}``."""
+    split_dirs = split_dirs or paths.SPLIT_DIRS
+    out = {}
+    for split, folder in split_dirs.items():
+        x, y, files = load_split(folder)
+        out[split] = {"x": x, "y": y, "files": files}
+    return out

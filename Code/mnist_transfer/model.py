@@ -1,0 +1,128 @@
+"""The compact CNN pre-trained on MNIST, its named stages, and the freezing helpers.
+
+The network is an ``nn.Sequential`` of five named stages::
+
+    stem    conv 5x5 (1->32) + BN + ReLU + max-pool            28x28 -> 14x14
+    block1  conv 3x3 (32->64) + BN + ReLU + max-pool            14x14 -> 7x7
+    block2  conv 3x3 (64->96) + BN + ReLU                        7x7
+    block3  conv 3x3 (96->128) + BN + ReLU + global avg pool     7x7 -> 128
+    head    dropout + linear (128->10)                           the classifier
+
+"Fine-tune only the last layer" means: only ``head`` is trainable. "Fine-tune the last n
+layers" means: the last ``n`` stages of :data:`STAGES` are trainable, the rest frozen, and
+the frozen stages stay in eval mode so that their BatchNorm statistics do not move.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import paths
+
+STAGES = ("stem", "block1", "block2", "block3", "head")
+
+
+def _conv_bn(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class DigitCNN(nn.Sequential):
+    """Compact MNIST CNN with the named stages of :data:`STAGES`."""
+
+    def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 96, 128), dropout: float = 0.1):
+        w1, w2, w3, w4 = widths
+        super().__init__()
+        self.add_module("stem", nn.Sequential(*_conv_bn(1, w1, 5), nn.MaxPool2d(2)))
+        self.add_module("block1", nn.Sequential(*_conv_bn(w1, w2, 3), nn.MaxPool2d(2)))
+        self.add_module("block2", nn.Sequential(*_conv_bn(w2, w3, 3)))
+        self.add_module(
+            "block3", nn.Sequential(*_conv_bn(w3, w4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        )
+        self.add_module("head", nn.Sequential(nn.Dropout(dropout), nn.Linear(w4, 10)))
+        self.widths = tuple(widths)
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def trainable_stages(n_last: int) -> tuple[str, ...]:
+    """Names of the last ``n_last`` stages (1 = the classifier only)."""
+    if not 1 <= n_last <= len(STAGES):
+        raise ValueError(f"n_last must be between 1 and {len(STAGES)}, not {n_last}")
+    return STAGES[-n_last:]
+
+
+def freeze_all_but_last(model: DigitCNN, n_last: int) -> tuple[str, ...]:
+    """Make only the last ``n_last`` stages trainable; return their names."""
+    unfrozen = trainable_stages(n_last)
+    for name in STAGES:
+        for parameter in getattr(model, name).parameters():
+            parameter.requires_grad_(name in unfrozen)
+    return unfrozen
+
+
+def frozen_stage_names(model: DigitCNN) -> tuple[str, ...]:
+    return tuple(
+        name for name in STAGES if not any(p.requires_grad for p in getattr(model, name).parameters())
+    )
+
+
+def train_mode(model: DigitCNN) -> DigitCNN:
+    """``model.train()``, except that fully frozen stages stay in eval mode.
+
+    A frozen BatchNorm in train mode would still update its running mean and variance
+    from the tiny fine-tuning batches; keeping it in eval mode keeps it bit-for-bit fixed.
+    """
+    model.train()
+    for name in frozen_stage_names(model):
+        getattr(model, name).eval()
+    return model
+
+
+def pick_device(preferred: str | None = None) -> torch.device:
+    """CPU by default; CUDA or Apple MPS when present. ``DIGITS_DEVICE=cpu`` forces a device."""
+    choice = preferred or os.environ.get("DIGITS_DEVICE")
+    if choice:
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def save_checkpoint(model: DigitCNN, path: Path = paths.PRETRAINED_CHECKPOINT) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save(state, path)
+    return path
+
+
+def load_pretrained(
+    device: torch.device | str = "cpu",
+    checkpoint: Path = paths.PRETRAINED_CHECKPOINT,
+    metrics: Path = paths.PRETRAINED_METRICS,
+) -> DigitCNN:
+    """The shipped pre-trained model, in eval mode, on ``device``."""
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(
+            f"Pre-trained checkpoint {checkpoint} is missing. Restore it with "
+            "`git checkout -- Code/models` or re-create it by running notebook 00_pretrain_mnist."
+        )
+    widths = (32, 64, 96, 128)
+    if Path(metrics).is_file():
+        widths = tuple(json.loads(Path(metrics).read_text()).get("widths", widths))
+    model = DigitCNN(widths=widths)
+    state = torch.load(checkpoint, weights_only=True, map_location=device)
+    model.load_state_dict(state)
+    return model.to(device).eval()

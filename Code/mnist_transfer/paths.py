@@ -1,0 +1,34 @@
+"""Every path the project uses, derived from this file's location.
+
+Nothing depends on the current working directory, so the notebooks, the scripts and
+the tests find the same files wherever they are started from. Folder names with
+spaces ("Training Set") are plain :class:`pathlib.Path` objects and need no quoting.
+"""
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CODE_DIR = PACKAGE_DIR.parent
+PROJECT_ROOT = CODE_DIR.parent
+
+MNIST_DIR = CODE_DIR / "data" / "MNIST"
+MODELS_DIR = CODE_DIR / "models"
+PRETRAINED_CHECKPOINT = MODELS_DIR / "mnist_cnn.pt"
+PRETRAINED_METRICS = MODELS_DIR / "mnist_cnn.json"
+
+SHEETS_DIR = CODE_DIR / "sheets"
+FONTS_DIR = CODE_DIR / "fonts"
+RESULTS_DIR = CODE_DIR / "results"
+FIGURES_DIR = CODE_DIR / "figures"
+REPORT_DIR = CODE_DIR / "report"
+BACKUP_DIR = CODE_DIR / "backups"
+
+SPLIT_DIRS = {
+    "train": PROJECT_ROOT / "Training Set",
+    "val": PROJECT_ROOT / "Validation Set",
+    "test": PROJECT_ROOT / "Test Set",
+}
+MANIFEST = RESULTS_DIR / "dataset_manifest.csv"
+
+WORKBOOK = PROJECT_ROOT / "Assignment 4 Results.xlsx"
+REPORT_PDF = PROJECT_ROOT / "Assignment 4_Report.pdf"

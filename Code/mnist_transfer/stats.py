@@ -1,0 +1,58 @@
+"""Accuracy with honest uncertainty, confusion matrices and per-class metrics."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+Z_95 = 1.959963984540054
+
+
+def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """95% Wilson score interval for a proportion ``correct/total`` (good at n=20 and at 100%)."""
+    if total <= 0:
+        raise ValueError("total must be positive")
+    if not 0 <= correct <= total:
+        raise ValueError(f"correct must be in [0, {total}], not {correct}")
+    p = correct / total
+    denom = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def accuracy_summary(y_true, y_pred) -> dict:
+    """``{"correct", "total", "accuracy", "ci_low", "ci_high"}`` from two label arrays."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    correct, total = int((y_true == y_pred).sum()), int(len(y_true))
+    low, high = wilson_interval(correct, total)
+    return {"correct": correct, "total": total, "accuracy": correct / total, "ci_low": low, "ci_high": high}
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int = 10) -> np.ndarray:
+    """Counts ``[true, predicted]``."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return matrix
+
+
+def per_class_metrics(y_true, y_pred, n_classes: int = 10) -> list[dict]:
+    """Support, correct, accuracy (= recall), precision and F1 for each digit."""
+    matrix = confusion_matrix(y_true, y_pred, n_classes)
+    rows = []
+    for digit in range(n_classes):
+        tp = int(matrix[digit, digit])
+        support = int(matrix[digit].sum())
+        predicted = int(matrix[:, digit].sum())
+        recall = tp / support if support else float("nan")
+        precision = tp / predicted if predicted else float("nan")
+        f1 = (
+            2 * precision * recall / (precision + recall)
+            if predicted and support and (precision + recall) > 0
+            else 0.0
+        )
+        rows.append(
+            {"digit": digit, "support": support, "correct": tp, "recall": recall, "precision": precision, "f1": f1}
+        )
+    return rows
