@@ -2,7 +2,7 @@
 
 The network is an ``nn.Sequential`` of five named stages::
 
-    stem    conv 5x5 (1->32) + BN + ReLU + max-pool            28x28 -> 14x14
+    stem    conv 5x5 stride 2 (1->32) + BN + ReLU               28x28 -> 14x14
     block1  conv 3x3 (32->64) + BN + ReLU + max-pool            14x14 -> 7x7
     block2  conv 3x3 (64->96) + BN + ReLU                        7x7
     block3  conv 3x3 (96->128) + BN + ReLU + global avg pool     7x7 -> 128
@@ -27,9 +27,9 @@ from . import paths
 STAGES = ("stem", "block1", "block2", "block3", "head")
 
 
-def _conv_bn(c_in: int, c_out: int, kernel: int) -> list[nn.Module]:
+def _conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[nn.Module]:
     return [
-        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False),
+        nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False),
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
@@ -41,7 +41,7 @@ class DigitCNN(nn.Sequential):
     def __init__(self, widths: tuple[int, int, int, int] = (32, 64, 96, 128), dropout: float = 0.1):
         w1, w2, w3, w4 = widths
         super().__init__()
-        self.add_module("stem", nn.Sequential(*_conv_bn(1, w1, 5), nn.MaxPool2d(2)))
+        self.add_module("stem", nn.Sequential(*_conv_bn(1, w1, 5, stride=2)))
         self.add_module("block1", nn.Sequential(*_conv_bn(w1, w2, 3), nn.MaxPool2d(2)))
         self.add_module("block2", nn.Sequential(*_conv_bn(w2, w3, 3)))
         self.add_module(
@@ -126,3 +126,31 @@ def load_pretrained(
     state = torch.load(checkpoint, weights_only=True, map_location=device)
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def resnet18_for_mnist() -> nn.Module:
+    """torchvision's ResNet-18 adapted to 28x28 grayscale (the heavier alternative we measured)."""
+    from torchvision.models import resnet18
+
+    net = resnet18(num_classes=10)
+    net.conv1 = nn.Conv2d(1, 64, 3, stride=1, padding=1, bias=False)
+    net.maxpool = nn.Identity()
+    return net
+
+
+def lenet5() -> nn.Module:
+    """A classic LeNet-5-sized network (the lighter alternative we measured)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+
+
+def changed_stages(before: nn.Module, after: nn.Module) -> dict[str, bool]:
+    """For each stage: did any parameter or BatchNorm buffer change (bit for bit)?"""
+    old, new = before.state_dict(), after.state_dict()
+    return {
+        name: any(not torch.equal(old[k].cpu(), new[k].cpu()) for k in old if k.startswith(name + "."))
+        for name in STAGES
+    }

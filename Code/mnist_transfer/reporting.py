@@ -179,3 +179,151 @@ def plot_grid_heatmap(ranking: pd.DataFrame, title: str, index: str = "lr", colu
     ax.set_title(title, fontsize=9)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, label="mean val. accuracy (%)")
     return ax
+
+
+def save_experiment(name: str, runs: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame, chosen,
+                    final_history: list[dict], test_record: dict, test_pred: pd.DataFrame, extra: dict | None = None,
+                    results_dir: Path = paths.RESULTS_DIR) -> None:
+    """Everything a fine-tuning notebook measured, as CSV and JSON under ``Code/results/``."""
+    import dataclasses
+
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(results_dir / f"grid_runs_{name}.csv", index=False)
+    curves.to_csv(results_dir / f"curves_{name}.csv", index=False)
+    ranking.to_csv(results_dir / f"grid_ranking_{name}.csv", index=False)
+    save_predictions(f"{name}_own_test", test_pred, results_dir)
+    save_results(name, {
+        "chosen": dataclasses.asdict(chosen),
+        "chosen_validation": ranking.iloc[0].to_dict(),
+        "final_history": final_history,
+        "own_test": test_record,
+        **(extra or {}),
+    }, results_dir)
+
+
+# --------------------------------------------------------------------------- the four evaluations
+
+
+def _hyperparameters(chosen: dict) -> str:
+    text = f"lr {chosen['lr']:g}, batch {chosen['batch_size']}, {chosen['epochs']} epochs"
+    if chosen.get("n_last", 1) > 1:
+        text = f"last {chosen['n_last']} stages, " + text
+        if chosen.get("body_lr_factor", 1.0) != 1.0:
+            text += f", earlier stages at {chosen['body_lr_factor']:g}x lr"
+    if chosen.get("augment"):
+        text += ", affine augmentation"
+    return text + " (Adam)"
+
+
+def four_evaluations(results_dir: Path = paths.RESULTS_DIR) -> list[dict]:
+    """The assignment's four accuracies, read from the results files that notebooks 02-04 wrote."""
+    base = load_results("baseline", results_dir)
+    last = load_results("finetune_last_layer", results_dir)
+    many = load_results("finetune_n_layers", results_dir)
+    pre = json.loads(paths.PRETRAINED_METRICS.read_text()) if paths.PRETRAINED_METRICS.exists() else {}
+    pre_text = f"none: pre-trained on MNIST ({pre.get('epochs', '?')} epochs, seed {pre.get('seed', '?')})"
+    rows = [
+        ("(1) pre-trained, MNIST test", base["mnist_test"], pre_text),
+        ("(2) pre-trained, own test", base["own_test"], pre_text),
+        ("(3) fine-tuned last layer, own test", last["own_test"], _hyperparameters(last["chosen"])),
+        (f"(4) fine-tuned last {many['chosen']['n_last']} layers, own test", many["own_test"],
+         _hyperparameters(many["chosen"])),
+    ]
+    return [
+        {"evaluation": name, "model": r["model"], "data": r["data"], "images": r["total"], "correct": r["correct"],
+         "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"], "hyperparameters": hp}
+        for name, r, hp in rows
+    ]
+
+
+def write_workbook(path: Path = paths.WORKBOOK, results_dir: Path = paths.RESULTS_DIR) -> Path:
+    """``Assignment 4 Results.xlsx``: the four evaluations first, then tuning grids, per-class, manifest."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    evaluations = pd.DataFrame(four_evaluations(results_dir)).rename(columns={
+        "evaluation": "Evaluation", "model": "Model", "data": "Evaluated on", "images": "Images",
+        "correct": "Correct", "accuracy": "Accuracy", "ci_low": "95% CI low (Wilson)",
+        "ci_high": "95% CI high (Wilson)", "hyperparameters": "Hyperparameters (chosen on validation)"})
+    base = load_results("baseline", results_dir)
+    last = load_results("finetune_last_layer", results_dir)
+    many = load_results("finetune_n_layers", results_dir)
+    per_class = pd.DataFrame({
+        "Digit": range(10),
+        "Pre-trained, MNIST test": [r["recall"] for r in base["mnist_test"]["per_class"]],
+        "Pre-trained, own test": [r["recall"] for r in base["own_test"]["per_class"]],
+        "Last layer, own test": [r["recall"] for r in last["own_test"]["per_class"]],
+        f"Last {many['chosen']['n_last']} layers, own test": [r["recall"] for r in many["own_test"]["per_class"]],
+    })
+    sheets = {
+        "Results": evaluations,
+        "Tuning last layer": pd.read_csv(results_dir / "grid_ranking_finetune_last_layer.csv"),
+        "Tuning last n layers": pd.read_csv(results_dir / "grid_ranking_finetune_n_layers.csv"),
+        "Per-class accuracy": per_class,
+        "Own test predictions": _own_test_predictions(results_dir),
+        "Dataset manifest": pd.read_csv(paths.MANIFEST),
+    }
+    percent_columns = {"Accuracy", "95% CI low (Wilson)", "95% CI high (Wilson)", "val_acc_mean", "val_acc_std",
+                       "val_acc_min", "val_acc_max"} | set(per_class.columns[1:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        for name, frame in sheets.items():
+            frame.to_excel(writer, sheet_name=name, index=False)
+            sheet = writer.sheets[name]
+            sheet.freeze_panes = "A2"
+            for cell in sheet[1]:
+                cell.font = Font(bold=True)
+                cell.fill = PatternFill("solid", fgColor="DDEBF7")
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+            for idx, column in enumerate(frame.columns, start=1):
+                letter = get_column_letter(idx)
+                width = max(len(str(column)), *(len(str(v)) for v in frame[column].head(200))) if len(frame) else len(str(column))
+                sheet.column_dimensions[letter].width = min(60, max(9, width + 2))
+                if column in percent_columns:
+                    for cell in sheet[letter][1:]:
+                        cell.number_format = "0.0%"
+    return path
+
+
+def _own_test_predictions(results_dir: Path) -> pd.DataFrame:
+    many = load_results("finetune_n_layers", results_dir)
+    frames = {
+        "pre-trained": load_predictions("pretrained_own_test", results_dir),
+        "last layer": load_predictions("finetune_last_layer_own_test", results_dir),
+        f"last {many['chosen']['n_last']} layers": load_predictions("finetune_n_layers_own_test", results_dir),
+    }
+    first = next(iter(frames.values()))
+    out = first[["file", "true"]].copy()
+    for name, frame in frames.items():
+        out[f"{name}: predicted"] = frame["pred"].values
+        out[f"{name}: confidence"] = frame["confidence"].values
+    return out
+
+
+def plot_filters_and_responses(model, image, label: int | None = None):
+    """The stem's 5x5 filters (top) and their ReLU responses to one own digit (bottom)."""
+    import torch
+
+    from . import data as data_mod
+
+    weights = model.stem[0].weight.detach().cpu()[:, 0]  # [32, 5, 5]
+    with torch.no_grad():
+        response = model.stem(data_mod.normalize(torch.as_tensor(image)[None]).to(next(model.parameters()).device))
+    response = response[0].cpu()
+    n = weights.shape[0]
+    cols = 16
+    rows = 2 * int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows + 1, cols, figsize=(cols * 0.55, (rows + 1) * 0.62))
+    for ax in axes.ravel():
+        ax.axis("off")
+    axes[0, 0].imshow(np.asarray(image), cmap="gray")
+    axes[0, 0].set_title("input" + (f" ({label})" if label is not None else ""), fontsize=6)
+    for i in range(n):
+        r, c = divmod(i, cols)
+        w = weights[i].numpy()
+        axes[1 + r, c].imshow(w, cmap="RdBu_r", vmin=-abs(w).max(), vmax=abs(w).max())
+        axes[1 + rows // 2 + r, c].imshow(response[i].numpy(), cmap="magma")
+    axes[1, 0].set_title("filters (5x5, red +, blue −)", fontsize=6, loc="left")
+    axes[1 + rows // 2, 0].set_title("responses (14x14 after stride 2 and ReLU)", fontsize=6, loc="left")
+    fig.suptitle("First layer of the pre-trained CNN", fontsize=9)
+    return fig

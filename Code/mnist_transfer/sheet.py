@@ -379,7 +379,11 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
         cells = assign_cells(boxes, layout)
     except SheetError as err:
         raise SheetError(f"{source}: {err}", _annotate(page, boxes)) from None
+    typical_width = np.median([b[2] for b in boxes])
     for (r, c), idx in sorted(cells.items()):
+        if len(idx) == 1 and boxes[idx[0]][2] > 1.8 * typical_width:
+            problems.append((boxes[idx[0]], f"row {r + 1}, column {c + 1}: looks like 2 digits in one cell "
+                                            f"({boxes[idx[0]][2] / typical_width:.1f}x as wide as a typical digit)"))
         if len(idx) > 1:
             x0 = min(boxes[i][0] for i in idx)
             y0 = min(boxes[i][1] for i in idx)
@@ -558,3 +562,65 @@ def write_dataset(
         for p in sorted(plan, key=lambda p: p["file"]):
             writer.writerow({k: p[k] for k in writer.fieldnames})
     return {"status": status, "files": len(plan), "backup": str(backup) if backup else None}
+
+
+# --------------------------------------------------------------------------- checks and pictures
+
+
+def mnist_style_problems(image: np.ndarray) -> list[str]:
+    """What, if anything, keeps a saved digit from being MNIST-style (empty list = fine).
+
+    28x28 uint8 grayscale, white digit on black, ink bounding box at most 20 px on its longer
+    side, centre of mass within 1 px of the image centre. "Ink" is above :data:`INK_THRESHOLD`,
+    which JPEG ringing stays below.
+    """
+    problems = []
+    if image.shape != (28, 28) or image.dtype != np.uint8:
+        return [f"shape {image.shape} dtype {image.dtype}, expected (28, 28) uint8"]
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    if border.mean() > 20:
+        problems.append("not white on black (bright border)")
+    ys, xs = np.nonzero(image > INK_THRESHOLD)
+    if len(xs) == 0:
+        return problems + ["no ink"]
+    side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
+    if side > 20:
+        problems.append(f"ink box {side} px > 20 px")
+    m = cv2.moments(image.astype(np.float32))
+    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
+    if abs(cx - 13.5) > 1 or abs(cy - 13.5) > 1:
+        problems.append(f"centre of mass ({cx:.1f}, {cy:.1f}) is more than 1 px from (13.5, 13.5)")
+    return problems
+
+
+def process_sheets(sheets: list[tuple[Path, SheetLayout]], on_error_dir: Path | None = paths.FIGURES_DIR) -> tuple[list[Digit], list[SheetResult]]:
+    """Process several sheets; on a :class:`SheetError` save the annotated page, then re-raise."""
+    digits, results = [], []
+    for path, layout in sheets:
+        path = Path(path)
+        try:
+            result = process_sheet(read_image(path), layout, source=path.name)
+        except SheetError as err:
+            if err.annotated is not None and on_error_dir is not None:
+                on_error_dir.mkdir(parents=True, exist_ok=True)
+                out = on_error_dir / f"sheet_errors_{path.stem}.png"
+                cv2.imwrite(str(out), err.annotated)
+                err.args = (f"{err.args[0]} Annotated sheet saved to {out}.",)
+            raise
+        digits.extend(result.digits)
+        results.append(result)
+    return digits, results
+
+
+def montage(splits: dict[str, list[Digit]], gap: int = 4) -> np.ndarray:
+    """One row per digit 0-9: its training, validation and test images, split by a gap (uint8)."""
+    rows = []
+    for label in range(10):
+        parts = []
+        for name in SPLIT_COUNTS:
+            imgs = [d.image for d in sorted(splits[name], key=lambda d: (d.source, d.row, d.col)) if d.label == label]
+            parts.append(np.hstack(imgs) if imgs else np.zeros((28, 0), np.uint8))
+            parts.append(np.full((28, gap * 3), 90, np.uint8))
+        rows.append(np.hstack(parts[:-1]))
+        rows.append(np.zeros((gap, rows[-1].shape[1]), np.uint8))
+    return np.vstack(rows[:-1])

@@ -56,3 +56,19 @@ def per_class_metrics(y_true, y_pred, n_classes: int = 10) -> list[dict]:
             {"digit": digit, "support": support, "correct": tp, "recall": recall, "precision": precision, "f1": f1}
         )
     return rows
+
+
+def mcnemar_exact(correct_a, correct_b) -> dict:
+    """Exact McNemar test for two models on the same images (paired).
+
+    Only the images where exactly one model is right carry information: ``a_only`` and
+    ``b_only``. Under "both models are equally good" each of those is a fair coin flip, so
+    the two-sided p-value is a binomial tail. With 20 test images a difference of one or
+    two images is never significant.
+    """
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    n = a_only + b_only
+    k = min(a_only, b_only)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"a_only": a_only, "b_only": b_only, "p_value": p}

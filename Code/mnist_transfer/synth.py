@@ -136,11 +136,14 @@ def render_page(
     seed: int,
     page_width: int = 2480,
     grid_lines: bool = False,
+    blank_cells: tuple[tuple[int, int], ...] = (),
+    double_cells: tuple[tuple[int, int], ...] = (),
 ) -> tuple[np.ndarray, list[dict]]:
     """A flat, clean A4 page (grayscale, 255 = paper) with the digits of ``layout`` written on it.
 
     Returns the page and the ground truth: one dict per written digit with its row,
-    column, label and the box (x, y, w, h) in page pixels.
+    column, label and the box (x, y, w, h) in page pixels. ``blank_cells`` are left empty
+    and ``double_cells`` get two small digits side by side (bad input, for the tests).
     """
     rng = np.random.default_rng(seed)
     page_h = int(page_width * A4_RATIO)
@@ -165,10 +168,16 @@ def render_page(
         drift = 0.0
         for c in range(layout.cols):
             label = layout.label_at(r, c)
-            if label is None:
-                continue
             drift = 0.7 * drift + rng.normal(0, 0.03 * cell_h * style.jitter)
+            if (r, c) in blank_cells:
+                continue
             glyph = handwritten_glyph(label, height, style, rng)
+            if (r, c) in double_cells:
+                glyph = handwritten_glyph(label, int(height * 0.6), style, rng)
+                second = handwritten_glyph((label + 1) % 10, int(height * 0.6), style, rng)
+                gap = np.zeros((max(glyph.shape[0], second.shape[0]), int(cell_w * 0.3)), np.uint8)
+                pad = lambda g: np.pad(g, ((0, gap.shape[0] - g.shape[0]), (0, 0)))  # noqa: E731
+                glyph = np.hstack([pad(glyph), gap, pad(second)])
             gh, gw = glyph.shape
             if gh > cell_h * 0.9 or gw > cell_w * 0.9:
                 f = min(cell_h * 0.9 / gh, cell_w * 0.9 / gw)
@@ -254,10 +263,11 @@ def make_sheet(
     camera: bool = True,
     page_width: int = 2480,
     megapixels: float = 12.0,
+    **bad_input,
 ) -> tuple[np.ndarray, list[dict]]:
-    """A whole synthetic sheet (BGR image) and its ground truth."""
+    """A whole synthetic sheet (BGR image) and its ground truth (``bad_input``: see :func:`render_page`)."""
     layout = layout or SheetLayout()
     style = style or WriterStyle()
-    page, truth = render_page(layout, style, seed, page_width=page_width, grid_lines=grid_lines)
+    page, truth = render_page(layout, style, seed, page_width=page_width, grid_lines=grid_lines, **bad_input)
     image = photograph(page, seed + 1, megapixels=megapixels) if camera else scan(page, seed + 1)
     return image, truth

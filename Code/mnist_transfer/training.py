@@ -16,10 +16,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from . import data as data_mod
-from .model import DigitCNN, freeze_all_but_last, train_mode
+from .model import STAGES, DigitCNN, freeze_all_but_last, train_mode
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -93,11 +93,32 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return (predict(model, x).argmax(1) == y).float().mean().item()
 
 
+def seconds_per_epoch(model: nn.Module, batch_size: int = 128, steps: int = 3, n_images: int = 60000,
+                      bf16: bool = True, device: torch.device | str = "cpu") -> float:
+    """Measured wall time of one MNIST training epoch of ``model`` (from a few timed steps)."""
+    device = torch.device(device)
+    model = copy.deepcopy(model).to(device).to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), device=device)
+    timings = []
+    for step in range(steps + 1):  # the first step warms up and is not counted
+        start = time.perf_counter()
+        with _autocast(device, bf16):
+            loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step:
+            timings.append(time.perf_counter() - start)
+    return float(np.median(timings)) * n_images / batch_size
+
+
 @dataclass
 class PretrainConfig:
-    epochs: int = 8
+    epochs: int = 10
     batch_size: int = 128
-    max_lr: float = 0.05
+    max_lr: float = 0.1
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     widths: tuple[int, int, int, int] = (32, 64, 96, 128)
@@ -173,15 +194,35 @@ def pretrain(config: PretrainConfig, device: torch.device, progress: bool = True
     return model, metrics
 
 
-def save_pretrained(model: DigitCNN, metrics: dict) -> None:
-    """Write the checkpoint (a state_dict) and the JSON of what was measured beside it."""
+def save_pretrained(model: DigitCNN, metrics: dict) -> dict:
+    """Write the checkpoint (a state_dict) and the JSON of what was measured beside it.
+
+    A different checkpoint already there is moved to ``Code/backups/`` first, never lost.
+    """
+    import io
     import json
+    import shutil
 
     from . import paths
     from .model import save_checkpoint
 
-    save_checkpoint(model, paths.PRETRAINED_CHECKPOINT)
+    target = paths.PRETRAINED_CHECKPOINT
+    backup = None
+    if target.exists():
+        buffer = io.BytesIO()
+        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
+        old = torch.load(target, weights_only=True, map_location="cpu")
+        new = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True, map_location="cpu")
+        same = old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
+        if not same:
+            backup = paths.BACKUP_DIR / time.strftime("model-%Y%m%d-%H%M%S")
+            backup.mkdir(parents=True, exist_ok=True)
+            for path in (target, paths.PRETRAINED_METRICS):
+                if path.exists():
+                    shutil.copy2(path, backup / path.name)
+    save_checkpoint(model, target)
     paths.PRETRAINED_METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
+    return {"checkpoint": str(target.relative_to(paths.PROJECT_ROOT)), "previous_kept_in": str(backup) if backup else None}
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -218,24 +259,36 @@ def finetune(
     train: dict,
     val: dict | None,
     seed: int,
-    record_every_epoch: bool = True,
 ) -> tuple[DigitCNN, list[dict]]:
     """Fine-tune a copy of ``pretrained`` on ``train``; return it and its per-epoch history.
 
     Only ``train`` and ``val`` (dicts with uint8 images ``x`` and labels ``y``) are seen:
     this function never receives the test set. Adam with a constant learning rate, so the
     model after ``e`` epochs of a longer run is exactly the model of a run with ``epochs=e``;
-    the grid search reads every epoch count off one run. Frozen stages stay in eval mode.
+    the grid search reads every epoch count off one run.
+
+    Frozen stages stay in eval mode (their BatchNorm statistics do not move). Without
+    augmentation their output never changes, so it is computed once and the trainable
+    stages train on it: the same arithmetic, several times faster.
     """
     generator = seed_everything(seed)
     device = next(pretrained.parameters()).device
     model = copy.deepcopy(pretrained)
-    freeze_all_but_last(model, config.n_last)
+    trainable = freeze_all_but_last(model, config.n_last)
+    frozen = [name for name in STAGES if name not in trainable]
     optimizer = torch.optim.Adam(_param_groups(model, config), weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     x_train = data_mod.normalize(train["x"]).to(device)
     y_train = train["y"].to(device)
     x_val = data_mod.normalize(val["x"]).to(device) if val is not None else None
+    body = nn.Sequential(*[getattr(model, name) for name in trainable])
+    if config.augment or not frozen:
+        body = model
+    else:
+        prefix = nn.Sequential(*[getattr(model, name) for name in frozen]).eval()
+        with torch.no_grad():
+            x_train = prefix(x_train)
+            x_val = prefix(x_val) if x_val is not None else None
     history = []
     for epoch in range(1, config.epochs + 1):
         train_mode(model)
@@ -246,37 +299,33 @@ def finetune(
             xb, yb = x_train[idx], y_train[idx]
             if config.augment:
                 xb = random_affine(xb, generator, degrees=8, scale=(0.92, 1.08), shift=0.08, shear=0.1)
-            logits = model(xb)
+            logits = body(xb)
             loss = loss_fn(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
-        if record_every_epoch or epoch == config.epochs:
-            row = {"epoch": epoch, "train_loss": total / len(x_train), "train_acc": correct / len(x_train)}
-            if x_val is not None:
-                row.update(evaluate_loss_acc(model, x_val, val["y"].to(device)))
-            history.append(row)
+        row = {"epoch": epoch, "train_loss": total / len(x_train), "train_acc": correct / len(x_train)}
+        if x_val is not None:
+            row.update(evaluate_loss_acc(body, x_val, val["y"].to(device)))
+            train_mode(model)
+        history.append(row)
     model.eval()
     return model, history
 
 
 @torch.no_grad()
 def evaluate_loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Validation loss and accuracy (eval mode; the model's mode is restored)."""
-    was_training = model.training
+    """Validation loss and accuracy, in eval mode."""
     model.eval()
     logits = model(x)
-    out = {
+    hits = logits.argmax(1) == y
+    return {
         "val_loss": F.cross_entropy(logits, y).item(),
-        "val_acc": (logits.argmax(1) == y).float().mean().item(),
-        "val_correct": int((logits.argmax(1) == y).sum()),
+        "val_acc": hits.float().mean().item(),
+        "val_correct": int(hits.sum()),
     }
-    model.train(was_training)
-    if was_training:
-        train_mode(model)
-    return out
 
 
 def grid_search(
@@ -292,7 +341,7 @@ def grid_search(
     body_lr_factors: list[float] = (1.0,),
     progress: bool = True,
 ) -> tuple["pd.DataFrame", "pd.DataFrame"]:
-    """Every configuration x seed on train, scored on validation only.
+    """Every configuration x seed trained on ``train`` and scored on ``val``: no test set here.
 
     Returns ``(runs, curves)``: one row per (configuration, epochs, seed) with its
     validation accuracy and loss, and the per-epoch curves of every run. Epoch counts are
@@ -302,11 +351,12 @@ def grid_search(
 
     import pandas as pd
 
-    combos = list(itertools.product(n_last_values, lrs, batch_sizes, augment_values, body_lr_factors, seeds))
+    combos = [
+        c for c in itertools.product(n_last_values, lrs, batch_sizes, augment_values, body_lr_factors, seeds)
+        if not (c[0] == 1 and c[4] != 1.0)  # a body learning rate means nothing when only the head trains
+    ]
     rows, curves = [], []
     for n_last, lr, bs, aug, factor, seed in tqdm(combos, desc="grid search", disable=not progress):
-        if n_last == 1 and factor != body_lr_factors[0]:
-            continue  # the body factor means nothing when only the head trains
         config = FinetuneConfig(n_last=n_last, lr=lr, batch_size=bs, epochs=max(epoch_values), augment=aug,
                                 body_lr_factor=factor)
         _, history = finetune(pretrained, config, train, val, seed)
@@ -340,8 +390,37 @@ def rank_configurations(runs: "pd.DataFrame") -> "pd.DataFrame":
 
 
 def best_config(ranking: "pd.DataFrame") -> FinetuneConfig:
+    """The top-ranked configuration of :func:`rank_configurations`."""
     row = ranking.iloc[0]
     return FinetuneConfig(
         n_last=int(row.n_last), lr=float(row.lr), batch_size=int(row.batch_size), epochs=int(row.epochs),
         augment=bool(row.augment), body_lr_factor=float(row.body_lr_factor),
     )
+
+
+def stability(ranking: "pd.DataFrame", curves: "pd.DataFrame", config: FinetuneConfig) -> dict:
+    """How steady a configuration is: spread over seeds, learning-rate sensitivity, curve roughness.
+
+    * ``seed_std``: standard deviation of validation accuracy over seeds at ``config``;
+    * ``lr_range``: best minus worst mean validation accuracy over the learning rates tried,
+      everything else as in ``config``;
+    * ``val_loss_roughness``: mean absolute change of validation loss from one epoch to the next
+      (over seeds, up to ``config.epochs``): large = jumpy curves.
+    """
+    same = ranking
+    for key in ("n_last", "batch_size", "epochs", "augment", "body_lr_factor"):
+        same = same[same[key] == getattr(config, key)]
+    row = same[same.lr == config.lr].iloc[0]
+    sel = curves
+    for key in ("n_last", "lr", "batch_size", "augment", "body_lr_factor"):
+        sel = sel[sel[key] == getattr(config, key)]
+    sel = sel[sel.epoch <= config.epochs].sort_values(["seed", "epoch"])
+    rough = sel.groupby("seed")["val_loss"].apply(lambda s: s.diff().abs().mean()).mean()
+    return {
+        "val_acc_mean": float(row.val_acc_mean),
+        "seed_std": float(row.val_acc_std),
+        "seeds": int(row.seeds),
+        "lr_range": float(same.val_acc_mean.max() - same.val_acc_mean.min()),
+        "lrs_tried": sorted(float(v) for v in same.lr.unique()),
+        "val_loss_roughness": float(rough),
+    }

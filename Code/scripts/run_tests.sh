@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# All tests: the unit and consistency tests in tests/, then nbval re-executing every notebook.
+# The notebooks run in a scratch copy of the project, so the tests never change your files.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bash "$ROOT/Code/scripts/setup.sh"
+export PATH="$ROOT/.venv/bin:$PATH" MPLBACKEND=Agg
+cd "$ROOT"
+python -m pytest -p no:cacheprovider tests "$@"
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude=./Code/backups -cf - . | tar -C "$scratch" -xf -
+echo "run_tests: re-executing the notebooks with nbval in a scratch copy ($scratch)"
+cd "$scratch"
+python -m pytest -p no:cacheprovider --nbval-lax Code/0*.ipynb

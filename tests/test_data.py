@@ -1,0 +1,60 @@
+import shutil
+
+import pytest
+import torch
+
+from mnist_transfer import data, paths
+
+
+def test_mnist_loads_offline_with_expected_shapes():
+    x, y = data.load_mnist("train")
+    assert x.shape == (60000, 28, 28) and x.dtype == torch.uint8
+    assert y.shape == (60000,) and set(y.unique().tolist()) == set(range(10))
+    x, y = data.load_mnist("test")
+    assert x.shape == (10000, 28, 28)
+    assert torch.bincount(y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 1009, 974]
+
+
+@pytest.fixture
+def mnist_copy(tmp_path):
+    target = tmp_path / "MNIST"
+    shutil.copytree(paths.MNIST_DIR, target)
+    return target
+
+
+def test_corrupt_mnist_file_names_the_file_and_the_fix(mnist_copy):
+    victim = mnist_copy / "raw" / "t10k-labels-idx1-ubyte.gz"
+    raw = bytearray(victim.read_bytes())
+    raw[100] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte\.gz is corrupt.*git checkout"):
+        data.load_mnist("test", mnist_dir=mnist_copy)
+
+
+def test_missing_mnist_file_names_the_file(mnist_copy):
+    (mnist_copy / "raw" / "train-images-idx3-ubyte.gz").unlink()
+    with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte\.gz is missing"):
+        data.load_mnist("train", mnist_dir=mnist_copy)
+
+
+def test_normalize_matches_mnist_statistics():
+    x, _ = data.load_mnist("test")
+    z = data.normalize(x[:2000])
+    assert z.shape == (2000, 1, 28, 28)
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+
+
+def test_missing_dataset_folder_says_which_notebook_makes_it(tmp_path):
+    with pytest.raises(data.DataError, match="notebook 01"):
+        data.load_split(tmp_path / "Training Set")
+
+
+def test_sealed_test_set_is_evaluated_once_per_model(pretrained):
+    x, y = data.load_mnist("test")
+    sealed = data.SealedTestSet({"x": x[:20], "y": y[:20], "files": [str(i) for i in range(20)]})
+    with pytest.raises(RuntimeError):
+        sealed.images(["0"])  # no peeking before the evaluation
+    frame = sealed.evaluate(pretrained, "pre-trained")
+    assert len(frame) == 20 and sealed.evaluations == ["pre-trained"]
+    with pytest.raises(RuntimeError, match="once per final model"):
+        sealed.evaluate(pretrained, "pre-trained")
