@@ -38,20 +38,32 @@ CASES = list(itertools.product(
 ))
 
 
-@pytest.mark.parametrize("case", range(len(CASES)))
-def test_generated_sheets_are_cut_into_the_right_folders(case):
-    font, layout, grid = CASES[case]
-    camera = case % 4 != 3  # mostly phone photos, some flat scans
-    style = synth.WriterStyle(font=font, flagged_one=case % 2 == 0, crossed_seven=case % 3 == 0, slant_deg=case % 5)
-    image, truth = synth.make_sheet(layout, style, seed=100 + case, grid_lines=grid, camera=camera, **SMALL)
-    try:
-        result = sheet.process_sheet(image, layout, source=f"case{case}")
-    except SheetError as err:  # a refusal is acceptable; a wrong label is not
-        pytest.xfail(f"refused, not mislabelled: {err}")
-    assert len(result.digits) == layout.count
-    assert _placement_errors(result, truth, layout, SMALL["page_width"]) == []
-    for d in result.digits:
-        assert sheet.mnist_style_problems(d.image) == []
+def test_generated_sheets_are_cut_into_the_right_folders():
+    """16 sheets: 4 test fonts x 2 label orders x with/without grid lines, photos and scans.
+
+    At least 99% of all digits land in the right (row, column, label); a sheet the pipeline
+    cannot read is refused with an error, and no digit is ever mislabelled.
+    """
+    placed, mislabelled, refused = 0, [], []
+    for case, (font, layout, grid) in enumerate(CASES):
+        camera = case % 4 != 3  # mostly phone photos, some flat scans
+        style = synth.WriterStyle(font=font, flagged_one=case % 2 == 0, crossed_seven=case % 3 == 0,
+                                  slant_deg=case % 5, jitter=1.0)
+        image, truth = synth.make_sheet(layout, style, seed=100 + case, grid_lines=grid, camera=camera, **SMALL)
+        try:
+            result = sheet.process_sheet(image, layout, source=f"case{case}")
+        except SheetError as err:
+            refused.append(str(err))
+            continue
+        assert len(result.digits) == layout.count
+        errors = _placement_errors(result, truth, layout, SMALL["page_width"])
+        mislabelled += errors
+        placed += layout.count - len(errors)
+        for d in result.digits:
+            assert sheet.mnist_style_problems(d.image) == []
+    total = sum(layout.count for _, layout, _ in CASES)
+    assert mislabelled == []
+    assert placed >= 0.99 * total, refused
 
 
 def test_sample_writer_sheet_at_full_size_is_fast_and_correct():

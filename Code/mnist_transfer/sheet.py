@@ -221,28 +221,65 @@ def remove_grid_lines(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- 4. digits
 
 
-def find_digits(ink: np.ndarray, min_area_frac: float = 0.12) -> list[tuple[int, int, int, int]]:
-    """Boxes (x, y, w, h) of the digits: ink pieces close together join into one digit.
+def _box_gap(a, b) -> float:
+    """Distance between two boxes (x, y, w, h); 0 when they touch or overlap."""
+    dx = max(0, max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2]))
+    dy = max(0, max(a[1], b[1]) - min(a[1] + a[3], b[1] + b[3]))
+    return float(np.hypot(dx, dy))
 
-    Pieces are merged by a dilation about 1.2% of the page wide (so a 5's detached hat or a
-    broken 4 stay one digit), and a group much smaller than the typical digit is dust.
+
+def _overlap(a, b) -> float:
+    """Overlap area of two boxes as a fraction of the smaller one."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h) / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def _union(a, b):
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    return (x0, y0, max(a[0] + a[2], b[0] + b[2]) - x0, max(a[1] + a[3], b[1] + b[3]) - y0)
+
+
+def find_digits(ink: np.ndarray, expected: int | None = None) -> list[tuple[tuple[int, int, int, int], list[int]]]:
+    """The digits as (box (x, y, w, h), ids of their ink pieces), from connected pieces of ink.
+
+    The ids are labels of ``cv2.connectedComponents(ink, connectivity=8)``.
+
+    A piece with at least a third of a typical digit's ink is a stroke of its own; strokes
+    whose boxes overlap much are one digit (a 4 or a 7 written in two strokes). Smaller pieces
+    (a 5's hat, a broken stroke) join the nearest digit within 1.5% of the page width; what is
+    left and tiny is dust. Two whole digits never merge just for being close, so a digit
+    written near its neighbour in the next row stays separate.
     """
-    w = ink.shape[1]
-    r = max(3, int(w * 0.012))
-    joined = cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(joined, connectivity=8)
-    boxes, areas = [], []
-    for i in range(1, n):
-        x, y, bw, bh, _ = stats[i]
-        area = int(np.count_nonzero(ink[y : y + bh, x : x + bw]))
-        boxes.append((int(x + r), int(y + r), int(bw - 2 * r), int(bh - 2 * r)))
-        areas.append(area)
-    if not boxes:
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    pieces = [(tuple(int(v) for v in stats[i, :4]), int(stats[i, 4]), i) for i in range(1, n)]
+    if not pieces:
         return []
-    areas = np.array(areas)
-    typical = np.median(np.sort(areas)[len(areas) // 2 :])  # median of the larger half: robust to dust
-    keep = areas >= min_area_frac * typical
-    return [b for b, k in zip(boxes, keep) if k and b[2] > 0 and b[3] > 0]
+    areas = np.array(sorted((a for _, a, _ in pieces), reverse=True))
+    typical = float(np.median(areas[: expected or max(1, len(areas) // 2)]))
+    major = [[box, area, [i]] for box, area, i in pieces if area >= typical / 3]
+    minor = sorted(((box, area, i) for box, area, i in pieces if area < typical / 3), key=lambda p: -p[1])
+    merged = True
+    while merged:  # strokes of one digit: boxes overlapping by half of the smaller one
+        merged = False
+        for i in range(len(major)):
+            for j in range(i + 1, len(major)):
+                if _overlap(major[i][0], major[j][0]) > 0.5:
+                    major[i] = [_union(major[i][0], major[j][0]), major[i][1] + major[j][1], major[i][2] + major[j][2]]
+                    del major[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    reach = ink.shape[1] * 0.015
+    for box, area, i in minor:
+        gaps = [_box_gap(box, m[0]) for m in major]
+        nearest = int(np.argmin(gaps)) if gaps else -1
+        if nearest >= 0 and gaps[nearest] <= reach:
+            major[nearest] = [_union(major[nearest][0], box), major[nearest][1] + area, major[nearest][2] + [i]]
+        elif area >= typical / 8:
+            major.append([box, area, [i]])  # a small digit of its own (or a stray mark the layout check flags)
+    return [(box, ids) for box, _, ids in major]
 
 
 # --------------------------------------------------------------------------- 5. cells
@@ -308,8 +345,9 @@ def to_mnist(mask: np.ndarray, target_stroke: float = 2.8) -> np.ndarray:
     crop = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     h, w = crop.shape
     scale = 20.0 / max(h, w)
-    dist = cv2.distanceTransform((crop > 0).astype(np.uint8), cv2.DIST_L2, 3)
-    stroke = 4.0 * float(dist[crop > 0].mean())
+    ink = cv2.copyMakeBorder((crop > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    dist = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
+    stroke = 4.0 * float(dist[ink > 0].mean())  # mean width of the strokes (calibrated against MNIST)
     change = (target_stroke / scale - stroke) / 2  # radius in source pixels
     radius = int(round(abs(change)))
     if radius >= 1:
@@ -328,9 +366,11 @@ def to_mnist(mask: np.ndarray, target_stroke: float = 2.8) -> np.ndarray:
     y0, x0 = (28 - new_h) // 2, (28 - new_w) // 2
     canvas[y0 : y0 + new_h, x0 : x0 + new_w] = small
     m = cv2.moments(canvas)
-    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
-    shift = np.float32([[1, 0, 13.5 - cx], [0, 1, 13.5 - cy]])
-    centred = cv2.warpAffine(canvas, shift, (28, 28), flags=cv2.INTER_LINEAR, borderValue=0)
+    dx, dy = int(round(13.5 - m["m10"] / m["m00"])), int(round(13.5 - m["m01"] / m["m00"]))
+    dx = int(np.clip(dx, -x0, 28 - x0 - new_w))  # a whole-pixel shift, as MNIST did: the 20x20 box stays sharp
+    dy = int(np.clip(dy, -y0, 28 - y0 - new_h))
+    centred = np.zeros_like(canvas)
+    centred[y0 + dy : y0 + dy + new_h, x0 + dx : x0 + dx + new_w] = small
     return np.clip(centred, 0, 255).round().astype(np.uint8)
 
 
@@ -373,15 +413,17 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     steps["page"] = kind
     ink, lines = remove_grid_lines(binarize(page))
     steps["grid_lines_removed"] = bool(lines.any())
-    boxes = find_digits(ink)
+    blobs = find_digits(ink, expected=layout.count)
+    boxes = [box for box, _ in blobs]
     problems, found = [], len(boxes)
     try:
         cells = assign_cells(boxes, layout)
     except SheetError as err:
         raise SheetError(f"{source}: {err}", _annotate(page, boxes)) from None
-    typical_width = np.median([b[2] for b in boxes])
+    typical_width, typical_height = np.median([b[2] for b in boxes]), np.median([b[3] for b in boxes])
     for (r, c), idx in sorted(cells.items()):
-        if len(idx) == 1 and boxes[idx[0]][2] > 1.8 * typical_width:
+        w = boxes[idx[0]][2]
+        if len(idx) == 1 and w > 2.6 * typical_width and w > 1.3 * typical_height:  # two digits touching
             problems.append((boxes[idx[0]], f"row {r + 1}, column {c + 1}: looks like 2 digits in one cell "
                                             f"({boxes[idx[0]][2] / typical_width:.1f}x as wide as a typical digit)"))
         if len(idx) > 1:
@@ -404,15 +446,10 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
             annotated,
         )
     digits, labels = [], [None] * len(boxes)
+    _, pieces = cv2.connectedComponents(ink, connectivity=8)
     for (r, c), (i,) in sorted(cells.items()):
         x, y, w, h = boxes[i]
-        mask = np.zeros_like(ink[y : y + h, x : x + w])
-        crop = ink[y : y + h, x : x + w]
-        n, comp, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8)
-        big = max(stats[1:, cv2.CC_STAT_AREA].max(), 1) if n > 1 else 1
-        for j in range(1, n):
-            if stats[j, cv2.CC_STAT_AREA] >= 0.02 * big:
-                mask[comp == j] = 255
+        mask = np.where(np.isin(pieces[y : y + h, x : x + w], blobs[i][1]), 255, 0).astype(np.uint8)
         label = layout.label_at(r, c)
         labels[i] = label
         digits.append(Digit(to_mnist(mask), label, source, r, c, boxes[i]))

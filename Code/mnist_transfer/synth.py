@@ -3,7 +3,7 @@
 Nobody on this project can write on paper for it, so a handwriting font plays "one writer".
 Each glyph gets its own slant, size, rotation, baseline drift, stroke width and elastic
 distortion, so the twelve copies of a digit differ as a person's do, and the writer's own
-traits are drawn in (a 1 with a flag and a base, a crossed 7). The page then goes through a
+traits are drawn in (a continental 1 with a long flag and a base, a 7 with a bar and a serif). The page then goes through a
 simulated phone camera: perspective tilt, uneven light and a shadow, paper texture, blur,
 sensor noise and JPEG compression.
 
@@ -44,9 +44,9 @@ class WriterStyle:
 
     font: Path = SAMPLE_FONT
     flagged_one: bool = True  # a 1 with an up-stroke flag and a base line
-    crossed_seven: bool = True  # a 7 with a bar through the stem
-    slant_deg: float = 6.0  # mean forward slant
-    jitter: float = 1.0  # how much the copies of a digit vary (1 = a person's)
+    crossed_seven: bool = True  # a 7 with a bar through the stem and a serif
+    slant_deg: float = 12.0  # mean forward slant
+    jitter: float = 1.5  # how much the copies of a digit vary (1 = modest, 1.5 = the sample writer)
     pen_px: float = 0.0  # extra pen width in page pixels (0 = the font's own)
 
 
@@ -68,22 +68,29 @@ def _render_font_digit(font: ImageFont.FreeTypeFont, digit: int) -> np.ndarray:
     return mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1].copy()
 
 
-def _add_traits(mask: np.ndarray, digit: int, style: WriterStyle) -> np.ndarray:
-    """Draw the writer's traits onto a glyph (white on black, cropped)."""
+def _add_traits(mask: np.ndarray, digit: int, style: WriterStyle, rng: np.random.Generator) -> np.ndarray:
+    """Draw the writer's traits onto a glyph (white on black, cropped), each copy a little different."""
     h, w = mask.shape
     width = max(2, int(round(_stroke_width(mask))))
-    pad = h // 3
+    pad = h // 2
     out = cv2.copyMakeBorder(mask, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
     ink_cols = np.nonzero(mask[int(h * 0.4) : int(h * 0.8)].max(0) > 127)[0]
     stem_x = pad + (int(ink_cols.mean()) if len(ink_cols) else w // 2)
-    if digit == 1 and style.flagged_one:
+    vary = lambda: rng.uniform(0.8, 1.2)  # noqa: E731
+    line = lambda p, q: cv2.line(out, tuple(map(int, p)), tuple(map(int, q)), 255, width, cv2.LINE_AA)  # noqa: E731
+    if digit == 1 and style.flagged_one:  # a long up-stroke (continental 1) and a base
         top = pad + 1
-        cv2.line(out, (stem_x, top), (stem_x - int(h * 0.28), top + int(h * 0.22)), 255, width, cv2.LINE_AA)
+        line((stem_x, top), (stem_x - h * 0.42 * vary(), top + h * 0.30 * vary()))
         base = pad + h - 1
-        cv2.line(out, (stem_x - int(h * 0.22), base), (stem_x + int(h * 0.22), base), 255, width, cv2.LINE_AA)
-    if digit == 7 and style.crossed_seven:
-        y = pad + int(h * 0.52)
-        cv2.line(out, (stem_x - int(h * 0.22), y), (stem_x + int(h * 0.22), y), 255, width, cv2.LINE_AA)
+        line((stem_x - h * 0.25 * vary(), base), (stem_x + h * 0.25 * vary(), base))
+    if digit == 7 and style.crossed_seven:  # a bar through the stem and a serif on the top bar
+        y = pad + int(h * 0.5)
+        line((stem_x - h * 0.28 * vary(), y), (stem_x + h * 0.22 * vary(), y))
+        rows = np.nonzero(mask[: max(1, h // 5)].max(1) > 127)[0]
+        left = np.nonzero(mask[: max(1, h // 5)].max(0) > 127)[0]
+        if len(rows) and len(left):
+            x0, y0 = pad + left.min(), pad + rows.mean()
+            line((x0, y0), (x0 - h * 0.02, y0 + h * 0.22 * vary()))
     ys, xs = np.nonzero(out > 127)
     return out[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
@@ -102,7 +109,7 @@ def handwritten_glyph(
     """One handwritten copy of ``digit``: a white-on-black uint8 mask about ``height_px`` tall."""
     j = style.jitter
     font = ImageFont.truetype(str(style.font), size=int(height_px * 1.4))
-    glyph = _add_traits(_render_font_digit(font, digit), digit, style)
+    glyph = _add_traits(_render_font_digit(font, digit), digit, style, rng)
     h, w = glyph.shape
     scale = height_px * rng.uniform(1 - 0.12 * j, 1 + 0.08 * j) / h
     aspect = rng.uniform(1 - 0.1 * j, 1 + 0.1 * j)
@@ -119,7 +126,7 @@ def handwritten_glyph(
     matrix = np.hstack([lin, offset[:, None]])
     warped = cv2.warpAffine(glyph, matrix, (out_size, out_size), flags=cv2.INTER_LINEAR, borderValue=0)
     warped = _elastic(warped, rng, alpha=height_px * 0.035 * j, sigma=height_px * 0.12)
-    extra = style.pen_px + rng.normal(0, 0.8 * j)
+    extra = (style.pen_px + rng.normal(0, 0.8 * j)) * height_px / 160  # pen changes scale with the writing
     radius = int(round(abs(extra) / 2))
     if radius:
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))

@@ -149,7 +149,7 @@ def pretrain(config: PretrainConfig, device: torch.device, progress: bool = True
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history = []
     start = time.perf_counter()
-    for epoch in tqdm(range(config.epochs), desc="pre-training", disable=not progress):
+    for epoch in tqdm(range(config.epochs), desc="pre-training", disable=not progress, mininterval=5):
         model.train()
         order = torch.randperm(len(x_train), generator=generator)
         total, seen = 0.0, 0
@@ -356,7 +356,7 @@ def grid_search(
         if not (c[0] == 1 and c[4] != 1.0)  # a body learning rate means nothing when only the head trains
     ]
     rows, curves = [], []
-    for n_last, lr, bs, aug, factor, seed in tqdm(combos, desc="grid search", disable=not progress):
+    for n_last, lr, bs, aug, factor, seed in tqdm(combos, desc="grid search", disable=not progress, mininterval=2):
         config = FinetuneConfig(n_last=n_last, lr=lr, batch_size=bs, epochs=max(epoch_values), augment=aug,
                                 body_lr_factor=factor)
         _, history = finetune(pretrained, config, train, val, seed)
