@@ -331,3 +331,152 @@ def plot_filters_and_responses(model, image, label: int | None = None):
     axes[1 + rows // 2, 0].set_title("responses (14x14 after stride 2 and ReLU)", fontsize=6, loc="left")
     fig.suptitle("First layer of the pre-trained CNN", fontsize=9)
     return fig
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+def compare_sentence(name_a: str, pred_a: pd.DataFrame, name_b: str, pred_b: pd.DataFrame) -> str:
+    """A comparison of two models on the same test images whose wording follows the numbers."""
+    mc = stats.mcnemar_exact(pred_a["correct"].astype(bool), pred_b["correct"].astype(bool))
+    ka, kb, n = int(pred_a["correct"].sum()), int(pred_b["correct"].sum()), len(pred_a)
+    if ka == kb:
+        verdict = f"{name_a} and {name_b} get the same {ka}/{n} right"
+    else:
+        better, worse = (name_a, name_b) if ka > kb else (name_b, name_a)
+        verdict = f"{better} gets {abs(ka - kb)} more of the {n} test images right than {worse} ({max(ka, kb)} vs {min(ka, kb)})"
+    if mc["a_only"] + mc["b_only"] == 0:
+        return verdict[0].upper() + verdict[1:] + "; they disagree on no image, so the test set cannot tell them apart."
+    significance = "a difference this small could easily be chance" if mc["p_value"] >= 0.05 else "unlikely to be chance alone"
+    verdict = verdict[0].upper() + verdict[1:]
+    return (f"{verdict}; they disagree on {mc['a_only'] + mc['b_only']} image(s) (exact McNemar p = {mc['p_value']:.2f}: "
+            f"{significance}).")
+
+
+def report_data(results_dir: Path = paths.RESULTS_DIR) -> dict:
+    """Every number and every number-dependent sentence of the report, from the results files."""
+    evaluations = four_evaluations(results_dir)
+    base = load_results("baseline", results_dir)
+    last = load_results("finetune_last_layer", results_dir)
+    many = load_results("finetune_n_layers", results_dir)
+    pre = json.loads(paths.PRETRAINED_METRICS.read_text())
+    manifest = pd.read_csv(paths.MANIFEST)
+    rank_last = pd.read_csv(results_dir / "grid_ranking_finetune_last_layer.csv")
+    rank_many = pd.read_csv(results_dir / "grid_ranking_finetune_n_layers.csv")
+    pred = {
+        "pre": load_predictions("pretrained_own_test", results_dir),
+        "last": load_predictions("finetune_last_layer_own_test", results_dir),
+        "many": load_predictions("finetune_n_layers_own_test", results_dir),
+    }
+    n = many["chosen"]["n_last"]
+    saturated = bool((rank_last.val_acc_mean == 1).all() and (rank_many.val_acc_mean == 1).all())
+    perfect_share = {
+        "last": float((rank_last.val_acc_mean == 1).mean()),
+        "many": float((rank_many.val_acc_mean == 1).mean()),
+    }
+    wrong_pre = pred["pre"][~pred["pre"]["correct"].astype(bool)]
+    val_base = base["own_val"]
+    from .model import STAGES, DigitCNN, count_parameters
+
+    return {
+        "evaluations": [
+            {**e, "accuracy_text": format_accuracy({**e, "total": e["images"]})} for e in evaluations
+        ],
+        "dataset": {
+            "images": int(len(manifest)),
+            "per_split": {s: int((manifest.split == s).sum()) for s in ("train", "val", "test")},
+            "sources": sorted(manifest.source.unique().tolist()),
+        },
+        "pretrained": {
+            "accuracy": format_accuracy({**base["mnist_test"]}),
+            "epochs": pre["epochs"], "seconds": round(pre["train_seconds"]), "seed": pre["seed"],
+            "batch_size": pre["batch_size"], "max_lr": pre["max_lr"],
+            "params": count_parameters(DigitCNN(widths=tuple(pre["widths"]))),
+            "epoch_seconds": pre.get("epoch_seconds_measured", {}),
+            "meets_target": pre["test_accuracy"] >= 0.997,
+            "stages": list(STAGES),
+        },
+        "baseline_val": format_accuracy(val_base),
+        "baseline_mistakes": [f"a {r.true} read as {r.pred} ({100 * r.confidence:.0f}% sure)" for r in wrong_pre.itertuples()],
+        "grids": {
+            "last": {"configs": int(len(rank_last)), "seeds": len(last["seeds"]), "perfect_share": _pct(perfect_share["last"], 0),
+                     "lrs": sorted(rank_last.lr.unique().tolist()), "batch_sizes": sorted(rank_last.batch_size.unique().tolist()),
+                     "epochs": sorted(rank_last.epochs.unique().tolist())},
+            "many": {"configs": int(len(rank_many)), "seeds": len(many["seeds"]), "perfect_share": _pct(perfect_share["many"], 0),
+                     "lrs": sorted(rank_many.lr.unique().tolist()), "n_values": sorted(rank_many.n_last.unique().tolist()),
+                     "epochs": sorted(rank_many.epochs.unique().tolist())},
+            "saturated": saturated,
+        },
+        "chosen": {"last": _hyperparameters(last["chosen"]), "many": _hyperparameters(many["chosen"]), "n": n},
+        "stability": {
+            "last": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in last["stability"].items()},
+            "many": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in many["stability"].items()},
+        },
+        "comparisons": {
+            "last_vs_pre": compare_sentence("the last-layer model", pred["last"], "the pre-trained model", pred["pre"]),
+            "many_vs_pre": compare_sentence(f"the last-{n}-layers model", pred["many"], "the pre-trained model", pred["pre"]),
+            "many_vs_last": compare_sentence(f"the last-{n}-layers model", pred["many"], "the last-layer model", pred["last"]),
+        },
+        "smallest_detectable": _pct(1 / len(pred["pre"]), 0),
+        "insights": _insights(pred, last["stability"], many["stability"], n),
+    }
+
+
+def _fixed_and_broken(before: pd.DataFrame, after: pd.DataFrame) -> tuple[int, int]:
+    b, a = before["correct"].astype(bool).values, after["correct"].astype(bool).values
+    return int((~b & a).sum()), int((b & ~a).sum())
+
+
+def _insights(pred: dict, last: dict, many: dict, n: int) -> list[str]:
+    """Sentences whose claims are computed here from the predictions and stability figures."""
+    out = []
+    wrong = pred["pre"][~pred["pre"]["correct"].astype(bool)]
+    if len(wrong):
+        digits = sorted(set(wrong["true"].tolist()))
+        traits = {1: "the continental 1", 7: "the barred 7"}
+        named = " and ".join(traits[k] for k in digits if k in traits)
+        out.append(
+            f"The pre-trained model misreads {len(wrong)} of {len(pred['pre'])} own test images (true digit(s) "
+            f"{', '.join(map(str, digits))})"
+            + (f": all of them the writer's idiosyncratic {named}." if set(digits) <= set(traits) else
+               (f", among them {named}." if named else "."))
+        )
+    else:
+        out.append("The pre-trained model already reads all own test images correctly, so fine-tuning can only hold level.")
+    for key, name in (("last", "the last layer"), ("many", f"the last {n} layers")):
+        fixed, broken = _fixed_and_broken(pred["pre"], pred[key])
+        out.append(f"Fine-tuning {name} fixes {fixed} of the pre-trained model's test mistakes and breaks {broken} "
+                   "test image(s) it had right.")
+    calmer = [label for label, a, b in (("spread over seeds", last["seed_std"], many["seed_std"]),
+                                        ("curve roughness", last["val_loss_roughness"], many["val_loss_roughness"]))
+              if a < b]
+    if len(calmer) == 2:
+        out.append(f"Training only the classifier is the steadier strategy here (lower spread over seeds and smoother "
+                   f"validation curves than the last {n} layers), and it costs a fraction of the compute.")
+    elif calmer:
+        out.append(f"Training only the classifier is steadier by {calmer[0]} only; by the other measure the two "
+                   "strategies are level or reversed.")
+    else:
+        out.append(f"By spread over seeds and curve roughness, training the last {n} layers is no less steady than "
+                   "training the classifier alone on this data.")
+    return out
+
+
+def build_report(pdf: Path = paths.REPORT_PDF, results_dir: Path = paths.RESULTS_DIR,
+                 data_file: Path = paths.REPORT_DIR / "report_data.json") -> Path:
+    """Typeset ``Assignment 4_Report.pdf`` from ``Code/report/report.typ`` and the results files.
+
+    The numbers reach typst as one JSON document (``sys.inputs.data``); a copy is kept in
+    ``data_file`` so a reader can see exactly what the report was built from.
+    """
+    import typst
+
+    payload = json.dumps(report_data(results_dir), indent=2, default=_json_default)
+    Path(data_file).write_text(payload + "\n")
+    typst.compile(str(paths.REPORT_DIR / "report.typ"), output=str(pdf), root=str(paths.CODE_DIR),
+                  ignore_system_fonts=True, sys_inputs={"data": payload})
+    return pdf

@@ -5,6 +5,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 bash "$ROOT/Code/scripts/setup.sh"
 export PATH="$ROOT/.venv/bin:$PATH" MPLBACKEND=Agg
+# In the scratch copy only: if notebook 01 makes different bytes on this machine, it may replace the copy.
+export REPLACE_EXISTING=1
 cd "$ROOT"
 python -m pytest -p no:cacheprovider tests "$@"
 scratch="$(mktemp -d)"
