@@ -398,6 +398,8 @@ def report_data(results_dir: Path = paths.RESULTS_DIR) -> dict:
             "params": count_parameters(DigitCNN(widths=tuple(pre["widths"]))),
             "epoch_seconds": pre.get("epoch_seconds_measured", {}),
             "meets_target": pre["test_accuracy"] >= 0.997,
+            "resnet_ratio": (pre.get("epoch_seconds_measured", {}).get("ResNet-18 (28x28)", float("nan"))
+                             / pre.get("epoch_seconds_measured", {}).get("compact CNN (ours)", float("nan"))),
             "stages": list(STAGES),
         },
         "baseline_val": format_accuracy(val_base),
@@ -422,8 +424,22 @@ def report_data(results_dir: Path = paths.RESULTS_DIR) -> dict:
             "many_vs_last": compare_sentence(f"the last-{n}-layers model", pred["many"], "the last-layer model", pred["last"]),
         },
         "smallest_detectable": _pct(1 / len(pred["pre"]), 0),
+        "fit": _fit_statistics([pd.read_csv(results_dir / f"curves_{k}.csv") for k in ("finetune_last_layer", "finetune_n_layers")]),
         "insights": _insights(pred, last["stability"], many["stability"], n),
     }
+
+
+def _fit_statistics(curves: list[pd.DataFrame]) -> dict:
+    """How fast the tuning runs fit the 80 training images: share reaching 100%, median first epoch."""
+    keys = ["n_last", "lr", "batch_size", "augment", "body_lr_factor", "seed"]
+    firsts = []
+    for frame in curves:
+        for _, run in frame.groupby(keys):
+            hit = run.loc[run.train_acc >= 1.0, "epoch"]
+            firsts.append(int(hit.min()) if len(hit) else None)
+    reached = [f for f in firsts if f is not None]
+    return {"share": _pct(len(reached) / len(firsts), 0), "median_epoch": int(np.median(reached)) if reached else None,
+            "runs": len(firsts)}
 
 
 def _fixed_and_broken(before: pd.DataFrame, after: pd.DataFrame) -> tuple[int, int]:
