@@ -391,7 +391,7 @@ def _annotate(page: np.ndarray, boxes, labels=None, problems=()) -> np.ndarray:
     return out
 
 
-def _cell_box(boxes, cells, layout, r, c):
+def _cell_box(boxes, cells, r, c):
     """Approximate box of cell (r, c) from the boxes found in its row and column."""
     row_boxes = [boxes[i] for (rr, _), idx in cells.items() if rr == r for i in idx]
     col_boxes = [boxes[i] for (_, cc), idx in cells.items() if cc == c for i in idx]
@@ -435,7 +435,7 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     for r in range(layout.rows):
         for c in range(layout.cols):
             if (r, c) not in cells:
-                problems.append((_cell_box(boxes, cells, layout, r, c), f"row {r + 1}, column {c + 1}: no digit"))
+                problems.append((_cell_box(boxes, cells, r, c), f"row {r + 1}, column {c + 1}: no digit"))
     if problems or found != layout.count:
         annotated = _annotate(page, boxes, problems=problems)
         details = "; ".join(text for _, text in problems[:12])

@@ -89,10 +89,6 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000, device=No
     return torch.cat(probs)
 
 
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return (predict(model, x).argmax(1) == y).float().mean().item()
-
-
 def seconds_per_epoch(model: nn.Module, batch_size: int = 128, steps: int = 3, n_images: int = 60000,
                       bf16: bool = True, device: torch.device | str = "cpu") -> float:
     """Measured wall time of one MNIST training epoch of ``model`` (from a few timed steps)."""
