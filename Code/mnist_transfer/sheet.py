@@ -155,9 +155,9 @@ def find_page(image: np.ndarray, page_width: int = PAGE_WIDTH) -> tuple[np.ndarr
     small = cv2.GaussianBlur(small, (5, 5), 0)
     border = np.concatenate([small[:4].ravel(), small[-4:].ravel(), small[:, :4].ravel(), small[:, -4:].ravel()])
     otsu_level, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    if np.median(border) >= otsu_level and (bright.mean() / 255) > 0.6:
-        page = gray  # a scan: the paper fills the frame
-        kind = "scan"
+    if np.median(border) >= otsu_level and (bright.mean() / 255) > 0.6:  # a scan: the paper fills the frame
+        f = page_width / w
+        return cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), "scan"
     else:
         quad = _page_quad(small)
         if quad is None:
@@ -175,12 +175,7 @@ def find_page(image: np.ndarray, page_width: int = PAGE_WIDTH) -> tuple[np.ndarr
         matrix = cv2.getPerspectiveTransform(corners, target)
         page = cv2.warpPerspective(gray, matrix, (page_width, out_h), flags=cv2.INTER_AREA)
         inset = int(page_width * 0.01)  # the paper's edge itself is not writing
-        page = page[inset:-inset, inset:-inset]
-        kind = "photo"
-    if page.shape[1] != page_width and kind == "scan":
-        f = page_width / page.shape[1]
-        page = cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
-    return page, kind
+        return page[inset:-inset, inset:-inset], "photo"
 
 
 # --------------------------------------------------------------------------- 2. binarise
