@@ -283,9 +283,9 @@ def write_workbook(path: Path = paths.WORKBOOK, results_dir: Path = paths.RESULT
                 letter = get_column_letter(idx)
                 width = max(len(str(column)), *(len(str(v)) for v in frame[column].head(200))) if len(frame) else len(str(column))
                 sheet.column_dimensions[letter].width = min(60, max(9, width + 2))
-                if column in percent_columns:
+                if column in percent_columns:  # two decimals on the first sheet: 99.66%, not a rounded 99.7%
                     for cell in sheet[letter][1:]:
-                        cell.number_format = "0.0%"
+                        cell.number_format = "0.00%" if name == "Results" else "0.0%"
     return path
 
 
