@@ -496,3 +496,27 @@ def build_report(pdf: Path = paths.REPORT_PDF, results_dir: Path = paths.RESULTS
     typst.compile(str(paths.REPORT_DIR / "report.typ"), output=str(pdf), root=str(paths.CODE_DIR),
                   ignore_system_fonts=True, sys_inputs={"data": payload})
     return pdf
+
+
+def plot_lr_sensitivity(strategies: dict[str, tuple[pd.DataFrame, int]], ax=None):
+    """Mean validation accuracy against learning rate for each strategy (plain runs: no tricks).
+
+    ``strategies`` maps a label to ``(ranking, n_last)``; each point is the best over batch
+    size and epochs at that learning rate.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    lowest = 100.0
+    for name, (ranking, n_last) in strategies.items():
+        plain = ranking[(ranking.n_last == n_last) & ~ranking.augment.astype(bool) & (ranking.body_lr_factor == 1.0)]
+        best = plain.groupby("lr").val_acc_mean.max()
+        ax.plot(best.index, 100 * best.values, marker="o", label=name)
+        lowest = min(lowest, 100 * best.min())
+    ax.set_ylim(lowest - 5, 100.5)  # accuracy cannot pass 100%
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (Adam)")
+    ax.set_ylabel("mean validation accuracy (%)\n(best batch size and epochs)")
+    ax.set_title("Sensitivity to the learning rate", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
