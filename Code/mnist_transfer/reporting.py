@@ -84,6 +84,15 @@ def evaluation_record(model_name: str, data_name: str, frame: pd.DataFrame, **ex
     }
 
 
+def per_class_table(records: dict[str, dict], metrics=("recall", "precision", "f1")) -> pd.DataFrame:
+    """One row per digit, a column per (evaluation, metric); recall is the per-class accuracy."""
+    return pd.DataFrame(
+        {f"{name}: {metric}": [row[metric] for row in record["per_class"]]
+         for name, record in records.items() for metric in metrics},
+        index=pd.Index(range(10), name="digit"),
+    )
+
+
 def format_accuracy(record: dict) -> str:
     """``"18/20 = 90.0% (95% CI 69.9-97.2%)"``: the one way accuracies are written everywhere.
 
@@ -147,9 +156,9 @@ def plot_gallery(images, frame: pd.DataFrame, title: str, max_images: int = 16):
 
 def plot_curves(curves: pd.DataFrame, config: dict, title: str, axes=None):
     """Train/validation loss and accuracy per epoch for one configuration: mean and range over seeds."""
-    sel = curves
-    for key in ("n_last", "lr", "batch_size", "augment", "body_lr_factor"):
-        sel = sel[sel[key] == config[key]]
+    from .training import rows_of
+
+    sel = rows_of(curves, config)
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(8, 3))
     grouped = sel.groupby("epoch")
@@ -252,13 +261,12 @@ def write_workbook(path: Path = paths.WORKBOOK, results_dir: Path = paths.RESULT
     base = load_results("baseline", results_dir)
     last = load_results("finetune_last_layer", results_dir)
     many = load_results("finetune_n_layers", results_dir)
-    per_class = pd.DataFrame({
-        "Digit": range(10),
-        "Pre-trained, MNIST test": [r["recall"] for r in base["mnist_test"]["per_class"]],
-        "Pre-trained, own test": [r["recall"] for r in base["own_test"]["per_class"]],
-        "Last layer, own test": [r["recall"] for r in last["own_test"]["per_class"]],
-        f"Last {many['chosen']['n_last']} layers, own test": [r["recall"] for r in many["own_test"]["per_class"]],
-    })
+    per_class = per_class_table({
+        "Pre-trained, MNIST test": base["mnist_test"],
+        "Pre-trained, own test": base["own_test"],
+        "Last layer, own test": last["own_test"],
+        f"Last {many['chosen']['n_last']} layers, own test": many["own_test"],
+    }, metrics=("recall",)).reset_index()
     sheets = {
         "Results": evaluations,
         "Tuning last layer": pd.read_csv(results_dir / "grid_ranking_finetune_last_layer.csv"),

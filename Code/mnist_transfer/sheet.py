@@ -235,10 +235,8 @@ def _union(a, b):
     return (x0, y0, max(a[0] + a[2], b[0] + b[2]) - x0, max(a[1] + a[3], b[1] + b[3]) - y0)
 
 
-def find_digits(ink: np.ndarray, expected: int | None = None) -> list[tuple[tuple[int, int, int, int], list[int]]]:
-    """The digits as (box (x, y, w, h), ids of their ink pieces), from connected pieces of ink.
-
-    The ids are labels of ``cv2.connectedComponents(ink, connectivity=8)``.
+def find_digits(ink: np.ndarray, expected: int | None = None) -> tuple[list[tuple[tuple[int, int, int, int], list[int]]], np.ndarray]:
+    """The digits as (box (x, y, w, h), ids of their ink pieces), and the label image the ids index.
 
     A piece with at least a third of a typical digit's ink is a stroke of its own; strokes
     whose boxes overlap much are one digit (a 4 or a 7 written in two strokes). Smaller pieces
@@ -246,10 +244,10 @@ def find_digits(ink: np.ndarray, expected: int | None = None) -> list[tuple[tupl
     left and tiny is dust. Two whole digits never merge just for being close, so a digit
     written near its neighbour in the next row stays separate.
     """
-    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
     pieces = [(tuple(int(v) for v in stats[i, :4]), int(stats[i, 4]), i) for i in range(1, n)]
     if not pieces:
-        return []
+        return [], labels
     areas = np.array(sorted((a for _, a, _ in pieces), reverse=True))
     typical = float(np.median(areas[: expected or max(1, len(areas) // 2)]))
     major = [[box, area, [i]] for box, area, i in pieces if area >= typical / 3]
@@ -274,7 +272,7 @@ def find_digits(ink: np.ndarray, expected: int | None = None) -> list[tuple[tupl
             major[nearest] = [_union(major[nearest][0], box), major[nearest][1] + area, major[nearest][2] + [i]]
         elif area >= typical / 8:
             major.append([box, area, [i]])  # a small digit of its own (or a stray mark the layout check flags)
-    return [(box, ids) for box, _, ids in major]
+    return [(box, ids) for box, _, ids in major], labels
 
 
 # --------------------------------------------------------------------------- 5. cells
@@ -408,7 +406,7 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     steps["page"] = kind
     ink, lines = remove_grid_lines(binarize(page))
     steps["grid_lines_removed"] = bool(lines.any())
-    blobs = find_digits(ink, expected=layout.count)
+    blobs, pieces = find_digits(ink, expected=layout.count)
     boxes = [box for box, _ in blobs]
     problems, found = [], len(boxes)
     try:
@@ -441,7 +439,6 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
             annotated,
         )
     digits, labels = [], [None] * len(boxes)
-    _, pieces = cv2.connectedComponents(ink, connectivity=8)
     for (r, c), (i,) in sorted(cells.items()):
         x, y, w, h = boxes[i]
         mask = np.where(np.isin(pieces[y : y + h, x : x + w], blobs[i][1]), 255, 0).astype(np.uint8)

@@ -195,7 +195,6 @@ def save_pretrained(model: DigitCNN, metrics: dict) -> dict:
 
     A different checkpoint already there is moved to ``Code/backups/`` first, never lost.
     """
-    import io
     import json
     import shutil
 
@@ -205,12 +204,9 @@ def save_pretrained(model: DigitCNN, metrics: dict) -> dict:
     target = paths.PRETRAINED_CHECKPOINT
     backup = None
     if target.exists():
-        buffer = io.BytesIO()
-        torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
         old = torch.load(target, weights_only=True, map_location="cpu")
-        new = torch.load(io.BytesIO(buffer.getvalue()), weights_only=True, map_location="cpu")
-        same = old.keys() == new.keys() and all(torch.equal(old[k], new[k]) for k in old)
-        if not same:
+        new = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if old.keys() != new.keys() or not all(torch.equal(old[k], new[k]) for k in old):
             backup = paths.BACKUP_DIR / time.strftime("model-%Y%m%d-%H%M%S")
             backup.mkdir(parents=True, exist_ok=True)
             for path in (target, paths.PRETRAINED_METRICS):
@@ -336,6 +332,7 @@ def grid_search(
     augment_values: list[bool] = (False,),
     body_lr_factors: list[float] = (1.0,),
     progress: bool = True,
+    skip: list[tuple[bool, float]] = (),
 ) -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """Every configuration x seed trained on ``train`` and scored on ``val``: no test set here.
 
@@ -350,6 +347,7 @@ def grid_search(
     combos = [
         c for c in itertools.product(n_last_values, lrs, batch_sizes, augment_values, body_lr_factors, seeds)
         if not (c[0] == 1 and c[4] != 1.0)  # a body learning rate means nothing when only the head trains
+        and (c[3], c[4]) not in skip  # (augment, body_lr_factor) variants the caller already has
     ]
     rows, curves = [], []
     for n_last, lr, bs, aug, factor, seed in tqdm(combos, desc="grid search", disable=not progress, mininterval=2):
@@ -363,6 +361,17 @@ def grid_search(
                 rows.append({**key, "epochs": row["epoch"], "val_acc": row["val_acc"],
                              "val_correct": row["val_correct"], "val_loss": row["val_loss"]})
     return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+def tricks_search(pretrained: DigitCNN, train: dict, val: dict, base: FinetuneConfig, epoch_values: list[int],
+                  seeds: list[int], augment_values: list[bool], body_lr_factors: list[float],
+                  progress: bool = True) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """Like :func:`grid_search` at ``base``'s n, learning rate and batch size, over augmentation and
+    body learning-rate factors, leaving out ``base``'s own variant (already trained)."""
+    return grid_search(pretrained, train, val, n_last_values=[base.n_last], lrs=[base.lr],
+                       batch_sizes=[base.batch_size], epoch_values=epoch_values, seeds=seeds,
+                       augment_values=augment_values, body_lr_factors=body_lr_factors, progress=progress,
+                       skip=[(base.augment, base.body_lr_factor)])
 
 
 CONFIG_COLUMNS = ["n_last", "lr", "batch_size", "epochs", "augment", "body_lr_factor"]
@@ -394,6 +403,15 @@ def best_config(ranking: "pd.DataFrame") -> FinetuneConfig:
     )
 
 
+def rows_of(frame: "pd.DataFrame", config, keys=("n_last", "lr", "batch_size", "augment", "body_lr_factor")):
+    """The rows of a runs/curves/ranking table that belong to ``config`` (a FinetuneConfig or dict) on ``keys``."""
+    values = config if isinstance(config, dict) else vars(config)
+    mask = np.ones(len(frame), bool)
+    for key in keys:
+        mask &= (frame[key] == values[key]).to_numpy()
+    return frame[mask]
+
+
 def stability(ranking: "pd.DataFrame", curves: "pd.DataFrame", config: FinetuneConfig) -> dict:
     """How steady a configuration is: spread over seeds, learning-rate sensitivity, curve roughness.
 
@@ -403,13 +421,9 @@ def stability(ranking: "pd.DataFrame", curves: "pd.DataFrame", config: FinetuneC
     * ``val_loss_roughness``: mean absolute change of validation loss from one epoch to the next
       (over seeds, up to ``config.epochs``): large = jumpy curves.
     """
-    same = ranking
-    for key in ("n_last", "batch_size", "epochs", "augment", "body_lr_factor"):
-        same = same[same[key] == getattr(config, key)]
+    same = rows_of(ranking, config, ("n_last", "batch_size", "epochs", "augment", "body_lr_factor"))
     row = same[same.lr == config.lr].iloc[0]
-    sel = curves
-    for key in ("n_last", "lr", "batch_size", "augment", "body_lr_factor"):
-        sel = sel[sel[key] == getattr(config, key)]
+    sel = rows_of(curves, config)
     sel = sel[sel.epoch <= config.epochs].sort_values(["seed", "epoch"])
     rough = sel.groupby("seed")["val_loss"].apply(lambda s: s.diff().abs().mean()).mean()
     return {
