@@ -1,9 +1,10 @@
+import gzip
 import shutil
 
 import pytest
 import torch
 
-from mnist_transfer import data, paths
+from mnist_transfer import data, evaluation, paths
 
 
 def test_mnist_loads_offline_with_expected_shapes():
@@ -51,10 +52,33 @@ def test_missing_dataset_folder_says_which_notebook_makes_it(tmp_path):
 
 def test_sealed_test_set_is_evaluated_once_per_model(pretrained):
     x, y = data.load_mnist("test")
-    sealed = data.SealedTestSet({"x": x[:20], "y": y[:20], "files": [str(i) for i in range(20)]})
+    sealed = evaluation.SealedTestSet({"x": x[:20], "y": y[:20], "files": [str(i) for i in range(20)]})
     with pytest.raises(RuntimeError):
         sealed.images(["0"])  # no peeking before the evaluation
     frame = sealed.evaluate(pretrained, "pre-trained")
     assert len(frame) == 20 and sealed.evaluations == ["pre-trained"]
     with pytest.raises(RuntimeError, match="once per final model"):
         sealed.evaluate(pretrained, "pre-trained")
+
+
+def _rewrite(path, transform):
+    with gzip.open(path, "rb") as handle:
+        raw = handle.read()
+    with gzip.open(path, "wb") as handle:
+        handle.write(transform(raw))
+
+
+def test_idx_file_of_the_wrong_kind_is_named(tmp_path):
+    victim = tmp_path / "t10k-images-idx3-ubyte.gz"
+    shutil.copy(paths.MNIST_DIR / "raw" / victim.name, victim)
+    _rewrite(victim, lambda raw: (0x0801).to_bytes(4, "big") + raw[4:])  # a labels header on an images file
+    with pytest.raises(data.DataError, match=r"t10k-images-idx3-ubyte\.gz is not an IDX file of the expected kind"):
+        data._read_idx(victim, 0x0803)
+
+
+def test_truncated_idx_file_is_named_with_the_fix(tmp_path):
+    victim = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    shutil.copy(paths.MNIST_DIR / "raw" / victim.name, victim)
+    _rewrite(victim, lambda raw: raw[:-10])
+    with pytest.raises(data.DataError, match=r"t10k-labels-idx1-ubyte\.gz is truncated: 9990 values.*git checkout"):
+        data._read_idx(victim, 0x0801)

@@ -4,8 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mnist_transfer import sheet, synth
-from mnist_transfer.sheet import SheetError, SheetLayout
+from mnist_transfer import dataset_writing, mnist_style, sheet_reading, synth
+from mnist_transfer.sheet_reading import SheetError, SheetLayout
 
 SMALL = {"page_width": 1240, "megapixels": 3.0}  # a quarter of the sample's resolution: fast tests
 
@@ -13,14 +13,14 @@ SMALL = {"page_width": 1240, "megapixels": 3.0}  # a quarter of the sample's res
 def _placement_errors(result, truth, layout, page_width):
     """Digits whose cut-out does not sit on the glyph written in that (row, column) with that label."""
     page_h, page_w = result.page.shape
-    inset = (sheet.PAGE_WIDTH - page_w) / 2
-    scale_x = page_width / sheet.PAGE_WIDTH
+    inset = (sheet_reading.PAGE_WIDTH - page_w) / 2
+    scale_x = page_width / sheet_reading.PAGE_WIDTH
     true_centres = np.array([(t["box"][0] + t["box"][2] / 2, t["box"][1] + t["box"][3] / 2) for t in truth])
     page_height_true = int(page_width * synth.A4_RATIO)
     errors = []
     for d in result.digits:
         x, y, w, h = d.box
-        cx = (x + w / 2 + inset) / sheet.PAGE_WIDTH
+        cx = (x + w / 2 + inset) / sheet_reading.PAGE_WIDTH
         cy = (y + h / 2 + inset) / (page_h + 2 * inset)
         dist = np.hypot(true_centres[:, 0] / page_width - cx, true_centres[:, 1] / page_height_true - cy)
         nearest = truth[int(dist.argmin())]
@@ -49,7 +49,7 @@ def test_generated_sheets_are_cut_into_the_right_folders():
                                   slant_deg=case % 5, jitter=1.0)
         image, truth = synth.make_sheet(layout, style, seed=100 + case, grid_lines=grid, camera=camera, **SMALL)
         try:
-            result = sheet.process_sheet(image, layout, source=f"case{case}")
+            result = sheet_reading.process_sheet(image, layout, source=f"case{case}")
         except SheetError as err:
             refused.append(str(err))
             continue
@@ -58,7 +58,7 @@ def test_generated_sheets_are_cut_into_the_right_folders():
         mislabelled += errors
         placed += layout.count - len(errors)
         for d in result.digits:
-            assert sheet.mnist_style_problems(d.image) == []
+            assert mnist_style.mnist_style_problems(d.image) == []
     total = sum(layout.count for _, layout, _ in CASES)
     assert mislabelled == []
     assert placed >= 0.99 * total, refused
@@ -66,7 +66,7 @@ def test_generated_sheets_are_cut_into_the_right_folders():
 
 def test_sample_writer_sheet_at_full_size_is_fast_and_correct():
     image, truth = synth.make_sheet(seed=7)
-    result = sheet.process_sheet(image)
+    result = sheet_reading.process_sheet(image)
     assert image.shape[0] * image.shape[1] >= 11.9e6
     assert _placement_errors(result, truth, SheetLayout(), 2480) == []
 
@@ -74,7 +74,7 @@ def test_sample_writer_sheet_at_full_size_is_fast_and_correct():
 def _error_for(**bad):
     image, _ = synth.make_sheet(seed=5, **SMALL, **bad)
     with pytest.raises(SheetError) as info:
-        sheet.process_sheet(image, SheetLayout(), source="bad")
+        sheet_reading.process_sheet(image, SheetLayout(), source="bad")
     assert info.value.annotated is not None  # the person gets a picture of what is wrong
     return str(info.value)
 
@@ -90,30 +90,30 @@ def test_two_digits_in_one_cell_are_named():
 def test_layout_with_fewer_digits_than_written_is_refused():
     image, _ = synth.make_sheet(seed=6, **SMALL)
     with pytest.raises(SheetError, match="expects 110|clearly separated"):
-        sheet.process_sheet(image, SheetLayout(rows=11), source="bad")
+        sheet_reading.process_sheet(image, SheetLayout(rows=11), source="bad")
 
 
 def test_photo_without_a_page_is_refused():
     rng = np.random.default_rng(0)
     table = (rng.normal(90, 20, (1500, 2000, 3))).clip(0, 255).astype(np.uint8)
     with pytest.raises(SheetError, match="No page found"):
-        sheet.process_sheet(table)
+        sheet_reading.process_sheet(table)
 
 
 def test_unreadable_and_missing_files_are_named(tmp_path):
     bad = tmp_path / "my sheet.jpg"
     bad.write_text("not an image")
     with pytest.raises(SheetError, match="could not be read as an image"):
-        sheet.read_image(bad)
+        sheet_reading.read_image(bad)
     with pytest.raises(SheetError, match="does not exist"):
-        sheet.read_image(tmp_path / "missing.jpg")
+        sheet_reading.read_image(tmp_path / "missing.jpg")
 
 
 def test_to_mnist_invariants_on_odd_shapes():
     for shape in [(300, 40), (40, 300), (120, 120), (9, 5)]:
         mask = np.zeros((shape[0] + 10, shape[1] + 10), np.uint8)
         cv2.rectangle(mask, (5, 5), (5 + shape[1] - 1, 5 + shape[0] - 1), 255, max(1, min(shape) // 6))
-        assert sheet.mnist_style_problems(sheet.to_mnist(mask)) == []
+        assert mnist_style.mnist_style_problems(mnist_style.to_mnist(mask)) == []
 
 
 def _fake_digits(n_per_label=12, shift=0):
@@ -123,34 +123,34 @@ def _fake_digits(n_per_label=12, shift=0):
             img = np.zeros((28, 28), np.uint8)
             cv2.putText(img, str(label), (7 + shift, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 255, 2)
             img[0, i] = 0
-            digits.append(sheet.Digit(img, label, "fake.jpg", i, label))
+            digits.append(sheet_reading.Digit(img, label, "fake.jpg", i, label))
     return digits
 
 
 def test_split_is_8_2_2_per_digit_and_seeded():
-    splits = sheet.split_digits(_fake_digits(), seed=0)
-    for name, n in sheet.SPLIT_COUNTS.items():
+    splits = dataset_writing.split_digits(_fake_digits(), seed=0)
+    for name, n in dataset_writing.SPLIT_COUNTS.items():
         labels = [d.label for d in splits[name]]
         assert all(labels.count(k) == n for k in range(10))
-    again = sheet.split_digits(_fake_digits(), seed=0)
+    again = dataset_writing.split_digits(_fake_digits(), seed=0)
     assert [(d.label, d.row) for d in again["test"]] == [(d.label, d.row) for d in splits["test"]]
     with pytest.raises(SheetError, match="exactly 12"):
-        sheet.split_digits(_fake_digits(11))
+        dataset_writing.split_digits(_fake_digits(11))
 
 
 def test_write_dataset_never_destroys_a_different_dataset(tmp_path):
     dirs = {k: tmp_path / v for k, v in {"train": "Training Set", "val": "Validation Set", "test": "Test Set"}.items()}
     manifest, backups = tmp_path / "manifest.csv", tmp_path / "backups"
-    first = sheet.split_digits(_fake_digits(), seed=0)
-    assert sheet.write_dataset(first, dirs, manifest, backup_dir=backups)["status"] == "written"
+    first = dataset_writing.split_digits(_fake_digits(), seed=0)
+    assert dataset_writing.write_dataset(first, dirs, manifest, backup_dir=backups)["status"] == "written"
     before = {p: p.read_bytes() for p in tmp_path.rglob("*.jpg")}
     assert len(before) == 120
-    assert sheet.write_dataset(first, dirs, manifest, backup_dir=backups)["status"] == "unchanged"
-    second = sheet.split_digits(_fake_digits(shift=2), seed=1)
-    with pytest.raises(sheet.DatasetExistsError, match="REPLACE_EXISTING"):
-        sheet.write_dataset(second, dirs, manifest, backup_dir=backups)
+    assert dataset_writing.write_dataset(first, dirs, manifest, backup_dir=backups)["status"] == "unchanged"
+    second = dataset_writing.split_digits(_fake_digits(shift=2), seed=1)
+    with pytest.raises(dataset_writing.DatasetExistsError, match="REPLACE_EXISTING"):
+        dataset_writing.write_dataset(second, dirs, manifest, backup_dir=backups)
     assert {p: p.read_bytes() for p in tmp_path.rglob("*.jpg")} == before
-    outcome = sheet.write_dataset(second, dirs, manifest, replace=True, backup_dir=backups)
+    outcome = dataset_writing.write_dataset(second, dirs, manifest, replace=True, backup_dir=backups)
     assert outcome["backup"] and len(list(backups.rglob("*.jpg"))) == 120  # the first one, kept
 
 
@@ -161,10 +161,10 @@ def test_folder_of_single_digits_either_polarity(tmp_path):
             img = np.full((90, 70), 255 if polarity == 0 else 0, np.uint8)
             cv2.putText(img, str(label), (12, 70), cv2.FONT_HERSHEY_SIMPLEX, 2.2, 0 if polarity == 0 else 255, 6)
             cv2.imwrite(str(tmp_path / str(label) / f"{polarity}.png"), img)
-    digits = sheet.digits_from_folder(tmp_path)
+    digits = sheet_reading.digits_from_folder(tmp_path)
     assert sorted(d.label for d in digits) == [0, 0, 1, 1, 2, 2]
     for d in digits:
-        assert sheet.mnist_style_problems(d.image) == []
+        assert mnist_style.mnist_style_problems(d.image) == []
     (tmp_path / "x.png").write_bytes((tmp_path / "0" / "0.png").read_bytes())
     with pytest.raises(SheetError, match="Cannot tell the label"):
-        sheet.digits_from_folder(tmp_path)
+        sheet_reading.digits_from_folder(tmp_path)

@@ -1,15 +1,24 @@
 """Helpers shared by the notebooks of "transfer learning from MNIST to your own handwriting".
 
-Stages, one module each:
+One module per stage of the pipeline, in the order the notebooks use them; each imports
+only modules above it in this list (no cycles):
 
-* :mod:`.paths`     where everything lives (works from any working directory)
-* :mod:`.data`      MNIST from the committed IDX files, the own dataset as in-memory tensors
-* :mod:`.sheet`     photo of a handwritten sheet -> 120 MNIST-style images in three split folders
-* :mod:`.synth`     the synthetic sample sheet shipped in place of a real photo
-* :mod:`.model`     the compact CNN, its named stages, freezing helpers, checkpoint I/O
-* :mod:`.training`  seeding, pre-training, fine-tuning, the validation grid search
-* :mod:`.stats`     accuracy with Wilson intervals, confusion matrices, per-class metrics
-* :mod:`.reporting` results files, figures, the workbook and the typeset report
+* :mod:`.paths`            where everything lives (works from any working directory)
+* :mod:`.stats`            Wilson intervals, confusion matrices, per-class metrics, McNemar
+* :mod:`.mnist_style`      MNIST normalisation of one digit (20x20 box, centre of mass, stroke width)
+* :mod:`.sheet_reading`    photo/scan of a sheet (or a folder of cut digits) -> labelled 28x28 digits
+* :mod:`.dataset_writing`  digits -> Training/Validation/Test Set folders (8/2/2) and the manifest
+* :mod:`.synth`            synthetic font sheets and the camera simulation (test inputs)
+* :mod:`.handwriting`      real writers' pen strokes (UNIPEN) drawn as digits and sheets
+* :mod:`.data`             MNIST from the committed IDX files; the own split folders as tensors
+* :mod:`.model`            the compact CNN, its named stages, freezing, checkpoint I/O
+* :mod:`.evaluation`       predictions, evaluation records, the sealed test set
+* :mod:`.training`         seeding, augmentation, pre-training, one fine-tuning run
+* :mod:`.tuning`           grid search on the validation set, ranking, stability
+* :mod:`.results`          the results files (JSON/CSV) written by notebooks 02-04 and read back
+* :mod:`.plots`            every figure
+* :mod:`.workbook`         ``Assignment 4 Results.xlsx``
+* :mod:`.report`           the report's numbers and facts, and the typst build of the PDF
 """
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision import datasets
 
 from . import paths
@@ -110,8 +111,6 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def _grayscale_loader(path: str) -> np.ndarray:
-    from PIL import Image
-
     with Image.open(path) as img:
         return np.asarray(img.convert("L"), dtype=np.uint8)
 
@@ -150,35 +149,3 @@ def load_own_dataset(split_dirs: dict[str, Path] | None = None) -> dict[str, dic
         x, y, files = load_split(folder)
         out[split] = {"x": x, "y": y, "files": files}
     return out
-
-
-class SealedTestSet:
-    """The own test set, opened once per final model and never handed to selection code.
-
-    ``evaluate(model, name)`` returns the predictions of model ``name`` on the test images;
-    asking again for the same name raises, so a notebook cannot peek at the test set and
-    then go back to tuning. ``evaluations`` records what was evaluated.
-    """
-
-    def __init__(self, split: dict):
-        self._split = split
-        self.evaluations: list[str] = []
-
-    def __len__(self) -> int:
-        return len(self._split["y"])
-
-    def evaluate(self, model, name: str):
-        from . import reporting, training
-
-        if name in self.evaluations:
-            raise RuntimeError(f"The test set was already evaluated for '{name}': it is evaluated once per final model.")
-        self.evaluations.append(name)
-        probs = training.predict(model, self._split["x"])
-        return reporting.predictions_frame(self._split["files"], self._split["y"].numpy(), probs.numpy())
-
-    def images(self, files) -> list:
-        """The test images of ``files`` (for a gallery of mistakes after evaluation)."""
-        if not self.evaluations:
-            raise RuntimeError("Look at test images only after the final evaluation.")
-        index = {f: i for i, f in enumerate(self._split["files"])}
-        return [self._split["x"][index[f]].numpy() for f in files]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
 import torch
@@ -106,6 +108,45 @@ def save_checkpoint(model: DigitCNN, path: Path = paths.PRETRAINED_CHECKPOINT) -
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     torch.save(state, path)
     return path
+
+
+def save_pretrained(model: DigitCNN, metrics: dict, epoch_cost: dict | None = None,
+                    checkpoint: Path = paths.PRETRAINED_CHECKPOINT, metrics_file: Path = paths.PRETRAINED_METRICS,
+                    backup_dir: Path = paths.BACKUP_DIR) -> dict:
+    """Write the checkpoint (a state_dict) and the JSON of what was measured beside it.
+
+    ``epoch_cost`` (from :func:`.training.candidate_epoch_seconds`) is recorded as
+    ``epoch_seconds_measured``. A different checkpoint already there is copied to
+    ``backup_dir/model-<time>/`` first, never lost.
+    """
+    if epoch_cost is not None:
+        metrics = {**metrics, "epoch_seconds_measured": {name: c["seconds"] for name, c in epoch_cost.items()}}
+    backup = None
+    if checkpoint.exists():
+        old = torch.load(checkpoint, weights_only=True, map_location="cpu")
+        new = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if old.keys() != new.keys() or not all(torch.equal(old[k], new[k]) for k in old):
+            backup = _unique_folder(backup_dir, "model")
+            for path in (checkpoint, metrics_file):
+                if path.exists():
+                    shutil.copy2(path, backup / path.name)
+    save_checkpoint(model, checkpoint)
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    return {"checkpoint": str(checkpoint), "previous_kept_in": str(backup) if backup else None}
+
+
+def _unique_folder(parent: Path, prefix: str) -> Path:
+    """A new, empty ``parent/<prefix>-<time>`` folder (a suffix keeps two within one second apart)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
+    for i in range(1000):
+        folder = parent / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not make a new backup folder in {parent}.")
 
 
 def load_pretrained(

@@ -12,6 +12,8 @@ CODE_DIR = PACKAGE_DIR.parent
 PROJECT_ROOT = CODE_DIR.parent
 
 MNIST_DIR = CODE_DIR / "data" / "MNIST"
+UNIPEN_DIR = CODE_DIR / "data" / "unipen"  # real writers' digits as pen strokes (CC BY 4.0)
+UNIPEN_WRITERS = UNIPEN_DIR / "writers.json.gz"
 MODELS_DIR = CODE_DIR / "models"
 PRETRAINED_CHECKPOINT = MODELS_DIR / "mnist_cnn.pt"
 PRETRAINED_METRICS = MODELS_DIR / "mnist_cnn.json"

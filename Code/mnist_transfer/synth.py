@@ -7,7 +7,7 @@ traits are drawn in (a continental 1 with a long flag and a base, a 7 with a bar
 simulated phone camera: perspective tilt, uneven light and a shadow, paper texture, blur,
 sensor noise and JPEG compression.
 
-This module is for making inputs only; :mod:`.sheet` never imports it.
+This module is for making inputs only; :mod:`.sheet_reading` never imports it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import paths
-from .sheet import SheetLayout
+from .sheet_reading import SheetLayout
 
 SAMPLE_FONT = paths.FONTS_DIR / "BecauseWeMentor-Regular.otf"
 TEST_FONTS = tuple(

@@ -1,6 +1,7 @@
-"""Seeding, pre-training on MNIST, evaluation, fine-tuning and the validation grid search.
+"""Training: seeding, augmentation, pre-training on MNIST, and one fine-tuning run.
 
-All data lives in memory as tensors; a training epoch never reads a file.
+All data lives in memory as tensors; a training epoch never reads a file. Choosing the
+fine-tuning hyperparameters on the validation set is the next stage, :mod:`.tuning`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from torch import nn
 from tqdm import tqdm
 
 from . import data as data_mod
-from .model import STAGES, DigitCNN, freeze_all_but_last, train_mode
+from .evaluation import predict
+from .model import STAGES, DigitCNN, freeze_all_but_last, lenet5, resnet18_for_mnist, train_mode
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -73,22 +75,6 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 2000, device=None) -> torch.Tensor:
-    """Softmax probabilities ``[N,10]`` (float32, CPU) for uint8 or normalised images ``x``."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    probs = []
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size]
-        if batch.dtype == torch.uint8:
-            batch = data_mod.normalize(batch)
-        probs.append(F.softmax(model(batch.to(device)).float(), dim=1).cpu())
-    model.train(was_training)
-    return torch.cat(probs)
-
-
 def seconds_per_epoch(model: nn.Module, batch_size: int = 128, steps: int = 3, n_images: int = 60000,
                       bf16: bool = True, device: torch.device | str = "cpu") -> float:
     """Measured wall time of one MNIST training epoch of ``model`` (from a few timed steps)."""
@@ -108,6 +94,16 @@ def seconds_per_epoch(model: nn.Module, batch_size: int = 128, steps: int = 3, n
         if step:
             timings.append(time.perf_counter() - start)
     return float(np.median(timings)) * n_images / batch_size
+
+
+def candidate_epoch_seconds(device: torch.device | str = "cpu") -> dict[str, dict]:
+    """What one MNIST epoch costs for each candidate architecture here: parameters and seconds (measured)."""
+    candidates = {"LeNet-5": lenet5(), "compact CNN (ours)": DigitCNN(), "ResNet-18 (28x28)": resnet18_for_mnist()}
+    return {
+        name: {"parameters": sum(p.numel() for p in net.parameters()),
+               "seconds": round(seconds_per_epoch(net, device=device), 1)}
+        for name, net in candidates.items()
+    }
 
 
 @dataclass
@@ -188,33 +184,6 @@ def pretrain(config: PretrainConfig, device: torch.device, progress: bool = True
         "history": history,
     }
     return model, metrics
-
-
-def save_pretrained(model: DigitCNN, metrics: dict) -> dict:
-    """Write the checkpoint (a state_dict) and the JSON of what was measured beside it.
-
-    A different checkpoint already there is moved to ``Code/backups/`` first, never lost.
-    """
-    import json
-    import shutil
-
-    from . import paths
-    from .model import save_checkpoint
-
-    target = paths.PRETRAINED_CHECKPOINT
-    backup = None
-    if target.exists():
-        old = torch.load(target, weights_only=True, map_location="cpu")
-        new = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if old.keys() != new.keys() or not all(torch.equal(old[k], new[k]) for k in old):
-            backup = paths.BACKUP_DIR / time.strftime("model-%Y%m%d-%H%M%S")
-            backup.mkdir(parents=True, exist_ok=True)
-            for path in (target, paths.PRETRAINED_METRICS):
-                if path.exists():
-                    shutil.copy2(path, backup / path.name)
-    save_checkpoint(model, target)
-    paths.PRETRAINED_METRICS.write_text(json.dumps(metrics, indent=2) + "\n")
-    return {"checkpoint": str(target.relative_to(paths.PROJECT_ROOT)), "previous_kept_in": str(backup) if backup else None}
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -317,120 +286,4 @@ def evaluate_loss_acc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dic
         "val_loss": F.cross_entropy(logits, y).item(),
         "val_acc": hits.float().mean().item(),
         "val_correct": int(hits.sum()),
-    }
-
-
-def grid_search(
-    pretrained: DigitCNN,
-    train: dict,
-    val: dict,
-    n_last_values: list[int],
-    lrs: list[float],
-    batch_sizes: list[int],
-    epoch_values: list[int],
-    seeds: list[int],
-    augment_values: list[bool] = (False,),
-    body_lr_factors: list[float] = (1.0,),
-    progress: bool = True,
-    skip: list[tuple[bool, float]] = (),
-) -> tuple["pd.DataFrame", "pd.DataFrame"]:
-    """Every configuration x seed trained on ``train`` and scored on ``val``: no test set here.
-
-    Returns ``(runs, curves)``: one row per (configuration, epochs, seed) with its
-    validation accuracy and loss, and the per-epoch curves of every run. Epoch counts are
-    read off one run of ``max(epoch_values)`` epochs (constant learning rate).
-    """
-    import itertools
-
-    import pandas as pd
-
-    combos = [
-        c for c in itertools.product(n_last_values, lrs, batch_sizes, augment_values, body_lr_factors, seeds)
-        if not (c[0] == 1 and c[4] != 1.0)  # a body learning rate means nothing when only the head trains
-        and (c[3], c[4]) not in skip  # (augment, body_lr_factor) variants the caller already has
-    ]
-    rows, curves = [], []
-    for n_last, lr, bs, aug, factor, seed in tqdm(combos, desc="grid search", disable=not progress, mininterval=2):
-        config = FinetuneConfig(n_last=n_last, lr=lr, batch_size=bs, epochs=max(epoch_values), augment=aug,
-                                body_lr_factor=factor)
-        _, history = finetune(pretrained, config, train, val, seed)
-        key = {"n_last": n_last, "lr": lr, "batch_size": bs, "augment": aug, "body_lr_factor": factor, "seed": seed}
-        for row in history:
-            curves.append({**key, **row})
-            if row["epoch"] in epoch_values:
-                rows.append({**key, "epochs": row["epoch"], "val_acc": row["val_acc"],
-                             "val_correct": row["val_correct"], "val_loss": row["val_loss"]})
-    return pd.DataFrame(rows), pd.DataFrame(curves)
-
-
-def tricks_search(pretrained: DigitCNN, train: dict, val: dict, base: FinetuneConfig, epoch_values: list[int],
-                  seeds: list[int], augment_values: list[bool], body_lr_factors: list[float],
-                  progress: bool = True) -> tuple["pd.DataFrame", "pd.DataFrame"]:
-    """Like :func:`grid_search` at ``base``'s n, learning rate and batch size, over augmentation and
-    body learning-rate factors, leaving out ``base``'s own variant (already trained)."""
-    return grid_search(pretrained, train, val, n_last_values=[base.n_last], lrs=[base.lr],
-                       batch_sizes=[base.batch_size], epoch_values=epoch_values, seeds=seeds,
-                       augment_values=augment_values, body_lr_factors=body_lr_factors, progress=progress,
-                       skip=[(base.augment, base.body_lr_factor)])
-
-
-CONFIG_COLUMNS = ["n_last", "lr", "batch_size", "epochs", "augment", "body_lr_factor"]
-
-
-def rank_configurations(runs: "pd.DataFrame") -> "pd.DataFrame":
-    """Mean and spread over seeds per configuration, best first.
-
-    Ranked by mean validation accuracy; ties broken by mean validation loss (lower is better).
-    """
-    summary = (
-        runs.groupby(CONFIG_COLUMNS)
-        .agg(val_acc_mean=("val_acc", "mean"), val_acc_std=("val_acc", "std"), val_acc_min=("val_acc", "min"),
-             val_acc_max=("val_acc", "max"), val_loss_mean=("val_loss", "mean"), seeds=("seed", "count"))
-        .reset_index()
-        .sort_values(["val_acc_mean", "val_loss_mean"], ascending=[False, True], kind="stable")
-        .reset_index(drop=True)
-    )
-    summary.insert(0, "rank", range(1, len(summary) + 1))
-    return summary
-
-
-def best_config(ranking: "pd.DataFrame") -> FinetuneConfig:
-    """The top-ranked configuration of :func:`rank_configurations`."""
-    row = ranking.iloc[0]
-    return FinetuneConfig(
-        n_last=int(row.n_last), lr=float(row.lr), batch_size=int(row.batch_size), epochs=int(row.epochs),
-        augment=bool(row.augment), body_lr_factor=float(row.body_lr_factor),
-    )
-
-
-def rows_of(frame: "pd.DataFrame", config, keys=("n_last", "lr", "batch_size", "augment", "body_lr_factor")):
-    """The rows of a runs/curves/ranking table that belong to ``config`` (a FinetuneConfig or dict) on ``keys``."""
-    values = config if isinstance(config, dict) else vars(config)
-    mask = np.ones(len(frame), bool)
-    for key in keys:
-        mask &= (frame[key] == values[key]).to_numpy()
-    return frame[mask]
-
-
-def stability(ranking: "pd.DataFrame", curves: "pd.DataFrame", config: FinetuneConfig) -> dict:
-    """How steady a configuration is: spread over seeds, learning-rate sensitivity, curve roughness.
-
-    * ``seed_std``: standard deviation of validation accuracy over seeds at ``config``;
-    * ``lr_range``: best minus worst mean validation accuracy over the learning rates tried,
-      everything else as in ``config``;
-    * ``val_loss_roughness``: mean absolute change of validation loss from one epoch to the next
-      (over seeds, up to ``config.epochs``): large = jumpy curves.
-    """
-    same = rows_of(ranking, config, ("n_last", "batch_size", "epochs", "augment", "body_lr_factor"))
-    row = same[same.lr == config.lr].iloc[0]
-    sel = rows_of(curves, config)
-    sel = sel[sel.epoch <= config.epochs].sort_values(["seed", "epoch"])
-    rough = sel.groupby("seed")["val_loss"].apply(lambda s: s.diff().abs().mean()).mean()
-    return {
-        "val_acc_mean": float(row.val_acc_mean),
-        "seed_std": float(row.val_acc_std),
-        "seeds": int(row.seeds),
-        "lr_range": float(same.val_acc_mean.max() - same.val_acc_mean.min()),
-        "lrs_tried": sorted(float(v) for v in same.lr.unique()),
-        "val_loss_roughness": float(rough),
     }

@@ -37,7 +37,7 @@ def main() -> None:
     config = training.PretrainConfig(**args)
     model, metrics = training.pretrain(config, model_mod.pick_device(), progress=False)
     if save:
-        training.save_pretrained(model, metrics)
+        model_mod.save_pretrained(model, metrics)
     metrics.pop("history")
     print(json.dumps(metrics))
 

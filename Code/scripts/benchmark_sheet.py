@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mnist_transfer import paths, sheet  # noqa: E402
+from mnist_transfer import paths, sheet_reading  # noqa: E402
 
 
 def main() -> None:
@@ -21,12 +21,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     start = time.perf_counter()
-    image = sheet.read_image(args.image)
+    image = sheet_reading.read_image(args.image)
     read_seconds = time.perf_counter() - start
     timings = []
     for _ in range(args.repeat):
         start = time.perf_counter()
-        result = sheet.process_sheet(image)
+        result = sheet_reading.process_sheet(image)
         timings.append(time.perf_counter() - start)
     print(json.dumps({
         "image": args.image.name, "megapixels": round(image.shape[0] * image.shape[1] / 1e6, 1),

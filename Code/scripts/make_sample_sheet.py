@@ -19,7 +19,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mnist_transfer import paths, synth  # noqa: E402
-from mnist_transfer.sheet import SheetLayout  # noqa: E402
+from mnist_transfer.sheet_reading import SheetLayout  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""From a photo or scan of a handwritten sheet to MNIST-style 28x28 digits in three split folders.
+"""From a photo or scan of a handwritten sheet (or a folder of cut digits) to labelled 28x28 digits.
 
 The pipeline, each step one function:
 
@@ -7,17 +7,14 @@ The pipeline, each step one function:
 3. :func:`remove_grid_lines`  drop long printed/ruled lines, keep the strokes that cross them
 4. :func:`find_digits`        group ink into digits (a 5's hat is one digit; dust is not)
 5. :func:`assign_cells`       rows and columns by clustering positions, then check one digit per cell
-6. :func:`to_mnist`           MNIST normalisation: 20x20 box, anti-aliased, centred by mass in 28x28
+6. :func:`~.mnist_style.to_mnist`  MNIST normalisation (module :mod:`.mnist_style`)
 
 :func:`process_sheet` runs them and raises :class:`SheetError` naming what is wrong and
-where; :func:`write_dataset` splits 8/2/2 per digit and never overwrites a dataset silently.
+where. Writing the split folders is the next stage, :mod:`.dataset_writing`.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +23,9 @@ import cv2
 import numpy as np
 
 from . import paths
+from .mnist_style import to_mnist
 
 PAGE_WIDTH = 1400  # the rectified page is resampled to this width (pixels)
-JPEG_QUALITY = 95
-INK_THRESHOLD = 40  # a pixel of a saved 28x28 digit counts as ink above this (JPEG noise is below)
-SPLIT_COUNTS = {"train": 8, "val": 2, "test": 2}
 
 
 class SheetError(ValueError):
@@ -39,10 +34,6 @@ class SheetError(ValueError):
     def __init__(self, message: str, annotated: np.ndarray | None = None):
         super().__init__(message)
         self.annotated = annotated
-
-
-class DatasetExistsError(FileExistsError):
-    """A different dataset is already on disk and replacing it was not asked for."""
 
 
 @dataclass(frozen=True)
@@ -321,52 +312,6 @@ def assign_cells(boxes: list[tuple[int, int, int, int]], layout: SheetLayout) ->
     return cells
 
 
-# --------------------------------------------------------------------------- 6. MNIST normalisation
-
-
-def to_mnist(mask: np.ndarray, target_stroke: float = 2.8) -> np.ndarray:
-    """One digit's binary ink mask (any size, 255 = ink) -> a 28x28 MNIST-style uint8 image.
-
-    As in MNIST: the digit is scaled to fit a 20x20 box keeping its aspect ratio, with
-    anti-aliasing (area resampling), then placed in 28x28 so that its centre of mass is at
-    the centre. The stroke is thickened or thinned first so that it ends about
-    ``target_stroke`` pixels wide in the 28x28 image, like MNIST's pens.
-    """
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        raise SheetError("An empty digit mask cannot be normalised.")
-    crop = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-    h, w = crop.shape
-    scale = 20.0 / max(h, w)
-    ink = cv2.copyMakeBorder((crop > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    dist = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
-    stroke = 4.0 * float(dist[ink > 0].mean())  # mean width of the strokes (calibrated against MNIST)
-    change = (target_stroke / scale - stroke) / 2  # radius in source pixels
-    radius = int(round(abs(change)))
-    if radius >= 1:
-        pad = radius + 2
-        crop = cv2.copyMakeBorder(crop, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-        thinner = cv2.erode(crop, kernel)
-        crop = cv2.dilate(crop, kernel) if change > 0 else (thinner if thinner.any() else crop)
-        ys, xs = np.nonzero(crop)
-        crop = crop[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
-        h, w = crop.shape
-        scale = 20.0 / max(h, w)
-    new_w, new_h = max(1, int(round(w * scale))), max(1, int(round(h * scale)))
-    small = cv2.resize(crop.astype(np.float32), (new_w, new_h), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros((28, 28), np.float32)
-    y0, x0 = (28 - new_h) // 2, (28 - new_w) // 2
-    canvas[y0 : y0 + new_h, x0 : x0 + new_w] = small
-    m = cv2.moments(canvas)
-    dx, dy = int(round(13.5 - m["m10"] / m["m00"])), int(round(13.5 - m["m01"] / m["m00"]))
-    dx = int(np.clip(dx, -x0, 28 - x0 - new_w))  # a whole-pixel shift, as MNIST did: the 20x20 box stays sharp
-    dy = int(np.clip(dy, -y0, 28 - y0 - new_h))
-    centred = np.zeros_like(canvas)
-    centred[y0 + dy : y0 + dy + new_h, x0 + dx : x0 + dx + new_w] = small
-    return np.clip(centred, 0, 255).round().astype(np.uint8)
-
-
 # --------------------------------------------------------------------------- the whole sheet
 
 
@@ -482,144 +427,7 @@ def digits_from_folder(folder: Path) -> list[Digit]:
     return out
 
 
-# --------------------------------------------------------------------------- split and write
-
-
-def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SPLIT_COUNTS) -> dict[str, list[Digit]]:
-    """Stratified, seeded split: for each digit, ``counts`` copies to each split (8/2/2)."""
-    per_label: dict[int, list[Digit]] = {}
-    for d in digits:
-        per_label.setdefault(d.label, []).append(d)
-    need = sum(counts.values())
-    wrong = {k: len(v) for k, v in sorted(per_label.items()) if len(v) != need}
-    missing = [k for k in range(10) if k not in per_label]
-    if wrong or missing:
-        raise SheetError(
-            f"Each digit needs exactly {need} copies for an 8/2/2 split; "
-            + ", ".join([f"digit {k}: {n}" for k, n in wrong.items()] + [f"digit {k}: 0" for k in missing])
-            + ". Add or remove sheets so that every digit 0-9 appears exactly 12 times."
-        )
-    rng = np.random.default_rng(seed)
-    splits = {name: [] for name in counts}
-    for label in sorted(per_label):
-        group = sorted(per_label[label], key=lambda d: (d.source, d.row, d.col))
-        order = rng.permutation(len(group))
-        start = 0
-        for name, n in counts.items():
-            splits[name].extend(group[i] for i in order[start : start + n])
-            start += n
-    return splits
-
-
-def _encode(image: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    return buf.tobytes()
-
-
-def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path]) -> list[dict]:
-    plan = []
-    for split, digits in splits.items():
-        for d in digits:
-            stem = Path(d.source).stem.replace(" ", "_")
-            name = f"{d.label}_{stem}_r{d.row + 1:02d}_c{d.col + 1:02d}.jpg"
-            data = _encode(d.image)
-            plan.append({
-                "path": split_dirs[split] / str(d.label) / name,
-                "file": f"{split_dirs[split].name}/{d.label}/{name}",
-                "label": d.label, "split": split, "source": d.source, "row": d.row + 1, "col": d.col + 1,
-                "sha256": hashlib.sha256(data).hexdigest(), "data": data,
-            })
-    return plan
-
-
-def _existing_files(split_dirs: dict[str, Path]) -> dict[str, str]:
-    found = {}
-    for folder in split_dirs.values():
-        if folder.exists():
-            for p in folder.rglob("*"):
-                if p.is_file():
-                    found[f"{folder.name}/{p.relative_to(folder).as_posix()}"] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return found
-
-
-def write_dataset(
-    splits: dict[str, list[Digit]],
-    split_dirs: dict[str, Path] | None = None,
-    manifest: Path = paths.MANIFEST,
-    replace: bool = False,
-    backup_dir: Path = paths.BACKUP_DIR,
-) -> dict:
-    """Write the split folders and the manifest, never destroying a different dataset.
-
-    * Nothing on disk yet: write it.
-    * The same files (names and bytes) already there: leave them, report "unchanged".
-    * A different dataset there and ``replace=False``: raise :class:`DatasetExistsError`.
-    * A different dataset there and ``replace=True``: move the old folders and manifest
-      to ``backup_dir/dataset-<time>/`` first, then write.
-    """
-    split_dirs = split_dirs or paths.SPLIT_DIRS
-    plan = _planned_files(splits, split_dirs)
-    existing = _existing_files(split_dirs)
-    wanted = {p["file"]: p["sha256"] for p in plan}
-    status = "written"
-    backup = None
-    if existing and existing == wanted:
-        status = "unchanged"
-    elif existing:
-        if not replace:
-            raise DatasetExistsError(
-                f"A different dataset ({len(existing)} files) is already in "
-                f"{', '.join(repr(d.name) for d in split_dirs.values())}. Nothing was changed. To keep it, "
-                "copy those folders elsewhere first; to replace it, set REPLACE_EXISTING = True in the "
-                f"parameters cell (the old folders are then moved to {backup_dir.name}/, not deleted)."
-            )
-        backup = backup_dir / time.strftime("dataset-%Y%m%d-%H%M%S")
-        backup.mkdir(parents=True, exist_ok=False)
-        for folder in split_dirs.values():
-            if folder.exists():
-                shutil.move(str(folder), str(backup / folder.name))
-        if Path(manifest).exists():
-            shutil.move(str(manifest), str(backup / Path(manifest).name))
-    if status == "written":
-        for p in plan:
-            p["path"].parent.mkdir(parents=True, exist_ok=True)
-            p["path"].write_bytes(p["data"])
-    Path(manifest).parent.mkdir(parents=True, exist_ok=True)
-    with open(manifest, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "label", "split", "source", "row", "col", "sha256"])
-        writer.writeheader()
-        for p in sorted(plan, key=lambda p: p["file"]):
-            writer.writerow({k: p[k] for k in writer.fieldnames})
-    return {"status": status, "files": len(plan), "backup": str(backup) if backup else None}
-
-
-# --------------------------------------------------------------------------- checks and pictures
-
-
-def mnist_style_problems(image: np.ndarray) -> list[str]:
-    """What, if anything, keeps a saved digit from being MNIST-style (empty list = fine).
-
-    28x28 uint8 grayscale, white digit on black, ink bounding box at most 20 px on its longer
-    side, centre of mass within 1 px of the image centre. "Ink" is above :data:`INK_THRESHOLD`,
-    which JPEG ringing stays below.
-    """
-    problems = []
-    if image.shape != (28, 28) or image.dtype != np.uint8:
-        return [f"shape {image.shape} dtype {image.dtype}, expected (28, 28) uint8"]
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
-    if border.mean() > 20:
-        problems.append("not white on black (bright border)")
-    ys, xs = np.nonzero(image > INK_THRESHOLD)
-    if len(xs) == 0:
-        return problems + ["no ink"]
-    side = max(ys.max() - ys.min() + 1, xs.max() - xs.min() + 1)
-    if side > 20:
-        problems.append(f"ink box {side} px > 20 px")
-    m = cv2.moments(image.astype(np.float32))
-    cx, cy = m["m10"] / m["m00"], m["m01"] / m["m00"]
-    if abs(cx - 13.5) > 1 or abs(cy - 13.5) > 1:
-        problems.append(f"centre of mass ({cx:.1f}, {cy:.1f}) is more than 1 px from (13.5, 13.5)")
-    return problems
+# --------------------------------------------------------------------------- several sheets
 
 
 def process_sheets(sheets: list[tuple[Path, SheetLayout]], on_error_dir: Path | None = paths.FIGURES_DIR) -> tuple[list[Digit], list[SheetResult]]:
@@ -641,15 +449,3 @@ def process_sheets(sheets: list[tuple[Path, SheetLayout]], on_error_dir: Path | 
     return digits, results
 
 
-def montage(splits: dict[str, list[Digit]], gap: int = 4) -> np.ndarray:
-    """One row per digit 0-9: its training, validation and test images, split by a gap (uint8)."""
-    rows = []
-    for label in range(10):
-        parts = []
-        for name in SPLIT_COUNTS:
-            imgs = [d.image for d in sorted(splits[name], key=lambda d: (d.source, d.row, d.col)) if d.label == label]
-            parts.append(np.hstack(imgs) if imgs else np.zeros((28, 0), np.uint8))
-            parts.append(np.full((28, gap * 3), 90, np.uint8))
-        rows.append(np.hstack(parts[:-1]))
-        rows.append(np.zeros((gap, rows[-1].shape[1]), np.uint8))
-    return np.vstack(rows[:-1])

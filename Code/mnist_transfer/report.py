@@ -1,0 +1,126 @@
+"""The report: the numbers and facts it needs, computed from the results files, and the typst build.
+
+The report's sentences are written in ``Code/report/report.typ``; this module hands typst
+one JSON document (:func:`report_data`) of numbers, lists and yes/no facts, never English,
+and typesets ``Assignment 4_Report.pdf`` with it (:func:`build_report`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import typst
+
+from . import paths, stats
+from .evaluation import format_accuracy
+from .model import STAGES, DigitCNN, count_parameters
+from .results import four_evaluations, load_all, to_json
+from .tuning import RUN_KEYS
+
+# The candidates whose epoch cost notebook 00 measures, by the short names the report uses.
+CANDIDATES = {"lenet5": "LeNet-5", "ours": "compact CNN (ours)", "resnet18": "ResNet-18 (28x28)"}
+ACCURACY_TARGET = 0.997  # what we aimed for on MNIST test (the report says whether it was met)
+
+
+def _record(record: dict) -> dict:
+    keys = ("correct", "total", "accuracy", "ci_low", "ci_high")
+    return {k: record[k] for k in keys}
+
+
+def paired_comparison(a: pd.DataFrame, b: pd.DataFrame) -> dict:
+    """Two models' predictions on the same images: how many each gets right, where they differ,
+    the exact McNemar p-value, and how many of ``b``'s mistakes ``a`` fixes and how many of ``b``'s
+    right answers it breaks (``b`` is the reference, e.g. the pre-trained model)."""
+    ok_a, ok_b = a["correct"].astype(bool).to_numpy(), b["correct"].astype(bool).to_numpy()
+    test = stats.mcnemar_exact(ok_a, ok_b)
+    return {"a_correct": int(ok_a.sum()), "b_correct": int(ok_b.sum()), "total": len(ok_a),
+            "a_only": test["a_only"], "b_only": test["b_only"], "p_value": test["p_value"],
+            "fixed": int((ok_a & ~ok_b).sum()), "broken": int((~ok_a & ok_b).sum())}
+
+
+def fit_statistics(curves: list[pd.DataFrame]) -> dict:
+    """How fast the tuning runs fit the 80 training images: share of runs reaching 100% training
+    accuracy and the median first epoch at which they do."""
+    firsts = []
+    for frame in curves:
+        for _, run in frame.groupby(RUN_KEYS + ["seed"]):
+            hit = run.loc[run.train_acc >= 1.0, "epoch"]
+            firsts.append(int(hit.min()) if len(hit) else None)
+    reached = [f for f in firsts if f is not None]
+    return {"runs": len(firsts), "reached": len(reached),
+            "median_epoch": int(np.median(reached)) if reached else None}
+
+
+def steadier(last: dict, many: dict) -> dict:
+    """For each stability measure, which strategy has the lower (steadier) value: "last", "many" or
+    "tie"; ``None`` for the learning-rate range when a strategy tried a single rate (no measurement)."""
+    def lower(a, b):
+        return "tie" if np.isclose(a, b, rtol=0, atol=1e-9) else ("last" if a < b else "many")
+    out = {"seed_std": lower(last["seed_std"], many["seed_std"]),
+           "roughness": lower(last["val_loss_roughness"], many["val_loss_roughness"])}
+    single = len(last["lrs_tried"]) < 2 or len(many["lrs_tried"]) < 2
+    out["lr_range"] = None if single else lower(last["lr_range"], many["lr_range"])
+    return out
+
+
+def _grid(ranking: pd.DataFrame, seeds: list) -> dict:
+    return {"configs": int(len(ranking)), "seeds": len(seeds),
+            "perfect": int((ranking.val_acc_mean == 1).sum()),
+            **{key: sorted(ranking[key].unique().tolist()) for key in ("n_last", "lr", "batch_size", "epochs")}}
+
+
+def report_data(results: dict | None = None) -> dict:
+    """Every number and fact the report states, from :func:`.results.load_all`."""
+    results = results if results is not None else load_all()
+    pre, base, last, many = results["pretrained"], results["baseline"], results["last"], results["many"]
+    manifest = results["manifest"]
+    epoch_seconds = pre.get("epoch_seconds_measured", {})
+    wrong = base["predictions"][~base["predictions"]["correct"].astype(bool)]
+    return {
+        "evaluations": [{**e, "text": format_accuracy(e)} for e in four_evaluations(results)],
+        "dataset": {
+            "images": int(len(manifest)),
+            "per_split": {s: int((manifest.split == s).sum()) for s in ("train", "val", "test")},
+            "sources": sorted(manifest.source.unique().tolist()),
+        },
+        "pretrained": {
+            **_record(base["mnist_test"]), "text": format_accuracy(base["mnist_test"]),
+            "epochs": pre["epochs"], "seconds": round(pre["train_seconds"]), "seed": pre["seed"],
+            "batch_size": pre["batch_size"], "max_lr": pre["max_lr"], "threads": pre["threads"],
+            "device": pre["device"], "params": count_parameters(DigitCNN(widths=tuple(pre["widths"]))),
+            "features": pre["widths"][-1],
+            "epoch_seconds": {short: epoch_seconds.get(key) for short, key in CANDIDATES.items()},
+            "target": ACCURACY_TARGET, "meets_target": pre["test_accuracy"] >= ACCURACY_TARGET,
+            "stages": list(STAGES),
+        },
+        "baseline_val": _record(base["own_val"]),
+        "baseline_mistakes": [{"true": int(r.true), "pred": int(r.pred), "confidence": float(r.confidence)}
+                              for r in wrong.itertuples()],
+        "grids": {"last": _grid(last["ranking"], last["seeds"]), "many": _grid(many["ranking"], many["seeds"])},
+        "chosen": {"last": last["chosen"], "many": many["chosen"]},
+        "stability": {"last": last["stability"], "many": many["stability"]},
+        "steadier": steadier(last["stability"], many["stability"]),
+        "comparisons": {
+            "last_vs_pre": paired_comparison(last["predictions"], base["predictions"]),
+            "many_vs_pre": paired_comparison(many["predictions"], base["predictions"]),
+            "many_vs_last": paired_comparison(many["predictions"], last["predictions"]),
+        },
+        "fit": fit_statistics([last["curves"], many["curves"]]),
+    }
+
+
+def build_report(pdf: Path = paths.REPORT_PDF, results: dict | None = None,
+                 source: Path = paths.REPORT_DIR / "report.typ",
+                 data_file: Path = paths.REPORT_DIR / "report_data.json") -> Path:
+    """Typeset ``Assignment 4_Report.pdf`` from ``report.typ`` and :func:`report_data`.
+
+    The numbers reach typst as one JSON document (``sys.inputs.data``); a copy is kept in
+    ``data_file`` so a reader can see exactly what the report was built from.
+    """
+    payload = to_json(report_data(results))
+    Path(data_file).write_text(payload + "\n")
+    typst.compile(str(source), output=str(pdf), root=str(paths.CODE_DIR),
+                  ignore_system_fonts=True, sys_inputs={"data": payload})
+    return pdf

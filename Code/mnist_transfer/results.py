@@ -1,0 +1,123 @@
+"""The results files: every number a notebook measured, as JSON and CSV under ``Code/results/``.
+
+Notebooks 02-04 write with :func:`save_results`, :func:`save_predictions` and
+:func:`save_experiment`; the workbook and the report read back with :func:`load_all`
+and nothing else, so a number in them can only come from a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import paths
+
+# The two fine-tuning experiments, by the name their files carry.
+EXPERIMENTS = ("finetune_last_layer", "finetune_n_layers")
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value)} to JSON")
+
+
+def to_json(payload) -> str:
+    """JSON text of ``payload`` (NumPy numbers and arrays included), as the results files are written."""
+    return json.dumps(payload, indent=2, default=_json_default)
+
+
+def save_results(name: str, payload: dict, results_dir: Path = paths.RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    path.write_text(to_json(payload) + "\n")
+    return path
+
+
+def load_results(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
+    path = results_dir / f"{name}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the notebook that writes '{name}' first.")
+    return json.loads(path.read_text())
+
+
+def save_predictions(name: str, frame: pd.DataFrame, results_dir: Path = paths.RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"predictions_{name}.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def load_predictions(name: str, results_dir: Path = paths.RESULTS_DIR) -> pd.DataFrame:
+    path = results_dir / f"predictions_{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run the notebook that writes '{name}' first.")
+    return pd.read_csv(path)
+
+
+def save_experiment(name: str, runs: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame, chosen,
+                    final_history: list[dict], test_record: dict, test_pred: pd.DataFrame, extra: dict | None = None,
+                    results_dir: Path = paths.RESULTS_DIR) -> None:
+    """Everything a fine-tuning notebook measured, as CSV and JSON under ``Code/results/``."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    runs.to_csv(results_dir / f"grid_runs_{name}.csv", index=False)
+    curves.to_csv(results_dir / f"curves_{name}.csv", index=False)
+    ranking.to_csv(results_dir / f"grid_ranking_{name}.csv", index=False)
+    save_predictions(f"{name}_own_test", test_pred, results_dir)
+    save_results(name, {
+        "chosen": dataclasses.asdict(chosen),
+        "chosen_validation": ranking.iloc[0].to_dict(),
+        "final_history": final_history,
+        "own_test": test_record,
+        **(extra or {}),
+    }, results_dir)
+
+
+def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
+    """What :func:`save_experiment` wrote: the JSON's keys plus ``runs``, ``curves``, ``ranking``, ``predictions``."""
+    out = load_results(name, results_dir)
+    for table in ("runs", "curves", "ranking"):
+        prefix = {"runs": "grid_runs", "curves": "curves", "ranking": "grid_ranking"}[table]
+        out[table] = pd.read_csv(results_dir / f"{prefix}_{name}.csv")
+    out["predictions"] = load_predictions(f"{name}_own_test", results_dir)
+    return out
+
+
+def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.PRETRAINED_METRICS,
+             manifest: Path = paths.MANIFEST) -> dict:
+    """Every results file at once: ``pretrained`` (checkpoint JSON), ``baseline`` (its own-test
+    predictions under ``predictions``), ``last`` and ``many`` (:func:`load_experiment`), ``manifest``."""
+    baseline = load_results("baseline", results_dir)
+    baseline["predictions"] = load_predictions("pretrained_own_test", results_dir)
+    return {
+        "pretrained": json.loads(Path(metrics_file).read_text()),
+        "baseline": baseline,
+        "last": load_experiment(EXPERIMENTS[0], results_dir),
+        "many": load_experiment(EXPERIMENTS[1], results_dir),
+        "manifest": pd.read_csv(manifest),
+    }
+
+
+def four_evaluations(results: dict) -> list[dict]:
+    """The assignment's four accuracies (from :func:`load_all`), each with the configuration it used.
+
+    ``config`` is ``None`` for the pre-trained model (nothing was tuned) and the chosen
+    fine-tuning configuration otherwise.
+    """
+    base, last, many = results["baseline"], results["last"], results["many"]
+    rows = [
+        ("(1) pre-trained, MNIST test", base["mnist_test"], None),
+        ("(2) pre-trained, own test", base["own_test"], None),
+        ("(3) fine-tuned last layer, own test", last["own_test"], last["chosen"]),
+        (f"(4) fine-tuned last {many['chosen']['n_last']} layers, own test", many["own_test"], many["chosen"]),
+    ]
+    keys = ("model", "data", "total", "correct", "accuracy", "ci_low", "ci_high")
+    return [{"evaluation": name, **{k: record[k] for k in keys}, "config": config} for name, record, config in rows]

@@ -1,0 +1,89 @@
+"""``Assignment 4 Results.xlsx``: the four required accuracies first, then the evidence behind them.
+
+Built from :func:`.results.load_all` only (openpyxl through pandas), so every cell comes from a run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from openpyxl.styles import Alignment, Font, PatternFill
+from openpyxl.utils import get_column_letter
+
+from . import paths
+from .evaluation import per_class_table
+from .results import four_evaluations, load_all
+
+RESULTS_COLUMNS = {
+    "evaluation": "Evaluation", "model": "Model", "data": "Evaluated on", "total": "Images", "correct": "Correct",
+    "accuracy": "Accuracy", "ci_low": "95% CI low (Wilson)", "ci_high": "95% CI high (Wilson)",
+    "config": "Hyperparameters (chosen on validation)",
+}
+PERCENT_COLUMNS = {"Accuracy", "95% CI low (Wilson)", "95% CI high (Wilson)", "val_acc_mean", "val_acc_std",
+                   "val_acc_min", "val_acc_max"}
+
+
+def describe_config(config: dict | None, pretrained: dict) -> str:
+    """A configuration as a compact table cell: ``"last 2 stages, lr 0.003, batch 16, 20 epochs (Adam)"``."""
+    if config is None:
+        return f"none: pre-trained on MNIST ({pretrained['epochs']} epochs, seed {pretrained['seed']})"
+    text = f"lr {config['lr']:g}, batch {config['batch_size']}, {config['epochs']} epochs"
+    if config["n_last"] > 1:
+        text = f"last {config['n_last']} stages, " + text
+        if config["body_lr_factor"] != 1.0:
+            text += f", earlier stages at {config['body_lr_factor']:g}x lr"
+    if config["augment"]:
+        text += ", affine augmentation"
+    return text + " (Adam)"
+
+
+def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
+    """Sheet name -> table, in order; the first sheet holds the four required accuracies."""
+    base, last, many = results["baseline"], results["last"], results["many"]
+    evaluations = pd.DataFrame(four_evaluations(results))
+    evaluations["config"] = [describe_config(c, results["pretrained"]) for c in evaluations["config"]]
+    n = many["chosen"]["n_last"]
+    per_class = per_class_table({
+        "Pre-trained, MNIST test": base["mnist_test"],
+        "Pre-trained, own test": base["own_test"],
+        "Last layer, own test": last["own_test"],
+        f"Last {n} layers, own test": many["own_test"],
+    }, metrics=("recall",)).reset_index()
+    predictions = base["predictions"][["file", "true"]].copy()
+    for name, frame in (("pre-trained", base["predictions"]), ("last layer", last["predictions"]),
+                        (f"last {n} layers", many["predictions"])):
+        predictions[f"{name}: predicted"] = frame["pred"].values
+        predictions[f"{name}: confidence"] = frame["confidence"].values
+    return {
+        "Results": evaluations.rename(columns=RESULTS_COLUMNS),
+        "Tuning last layer": last["ranking"],
+        "Tuning last n layers": many["ranking"],
+        "Per-class accuracy": per_class,
+        "Own test predictions": predictions,
+        "Dataset manifest": results["manifest"],
+    }
+
+
+def write_workbook(path: Path = paths.WORKBOOK, results: dict | None = None) -> Path:
+    """Write the workbook (header row bold and frozen, percentages formatted); return its path."""
+    sheets = workbook_sheets(results if results is not None else load_all())
+    percent = PERCENT_COLUMNS | set(sheets["Per-class accuracy"].columns[1:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with pd.ExcelWriter(path, engine="openpyxl") as writer:
+        for name, frame in sheets.items():
+            frame.to_excel(writer, sheet_name=name, index=False)
+            sheet = writer.sheets[name]
+            sheet.freeze_panes = "A2"
+            for cell in sheet[1]:
+                cell.font = Font(bold=True)
+                cell.fill = PatternFill("solid", fgColor="DDEBF7")
+                cell.alignment = Alignment(wrap_text=True, vertical="top")
+            for idx, column in enumerate(frame.columns, start=1):
+                letter = get_column_letter(idx)
+                width = max([len(str(column))] + [len(str(v)) for v in frame[column].head(200)])
+                sheet.column_dimensions[letter].width = min(60, max(9, width + 2))
+                if column in percent:  # two decimals on the first sheet: 99.66%, not a rounded 99.7%
+                    for cell in sheet[letter][1:]:
+                        cell.number_format = "0.00%" if name == "Results" else "0.0%"
+    return path
