@@ -169,6 +169,16 @@ def load_pretrained(
     return model.to(device).eval()
 
 
+def load_pretrained_metrics(metrics: Path = paths.PRETRAINED_METRICS) -> dict:
+    """What was measured when the shipped checkpoint was trained (``Code/models/mnist_cnn.json``)."""
+    if not Path(metrics).is_file():
+        raise FileNotFoundError(
+            f"{metrics} is missing. Restore it with `git checkout -- Code/models` or re-create it by running "
+            "notebook 00_pretrain_mnist."
+        )
+    return json.loads(Path(metrics).read_text())
+
+
 def resnet18_for_mnist() -> nn.Module:
     """torchvision's ResNet-18 adapted to 28x28 grayscale (the heavier alternative we measured)."""
     from torchvision.models import resnet18
