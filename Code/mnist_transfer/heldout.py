@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from . import paths
+from .evaluation import evaluation_record, predict_frame
 from .handwriting import load_writers, writer_images
 
 SAMPLE_SHEET = paths.SHEETS_DIR / "sample_sheet.jpg"
@@ -54,3 +55,13 @@ def load_heldout(manifest: Path = paths.MANIFEST, truth: Path = SAMPLE_TRUTH) ->
     images, labels, indices = writer_images(writer, heldout_indices(writer, on_sheet))
     return {"x": torch.from_numpy(images), "y": torch.from_numpy(labels),
             "files": [f"{writer}#{i}" for i in indices], "writer": writer}
+
+
+def evaluate(model, model_name: str, split: dict | None) -> tuple[dict | None, pd.DataFrame | None]:
+    """Evaluate a final model once on the held-out digits: ``(record, predictions)``, or
+    ``(None, None)`` when there are none (a dataset from another sheet)."""
+    if split is None:
+        return None, None
+    frame = predict_frame(model, split)
+    record = evaluation_record(model_name, f"held-out digits of writer {split['writer']}", frame, writer=split["writer"])
+    return record, frame

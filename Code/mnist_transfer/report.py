@@ -108,6 +108,27 @@ def report_data(results: dict | None = None) -> dict:
             "many_vs_last": paired_comparison(many["predictions"], last["predictions"]),
         },
         "fit": fit_statistics([last["curves"], many["curves"]]),
+        "heldout": heldout_data(results),
+    }
+
+
+def heldout_data(results: dict) -> dict | None:
+    """The three final models on the sample writer's held-out digits, with paired comparisons
+    (``None`` when the dataset has no held-out digits)."""
+    base, last, many = results["baseline"], results["last"], results["many"]
+    if not base.get("heldout"):
+        return None
+    pred = {"pre": base["heldout_predictions"], "last": last["heldout_predictions"],
+            "many": many["heldout_predictions"]}
+    return {
+        "writer": base["heldout"]["writer"],
+        **{key: {**_record(record), "text": format_accuracy(record)}
+           for key, record in (("pre", base["heldout"]), ("last", last["heldout"]), ("many", many["heldout"]))},
+        "comparisons": {
+            "last_vs_pre": paired_comparison(pred["last"], pred["pre"]),
+            "many_vs_pre": paired_comparison(pred["many"], pred["pre"]),
+            "many_vs_last": paired_comparison(pred["many"], pred["last"]),
+        },
     }
 
 

@@ -64,30 +64,42 @@ def load_predictions(name: str, results_dir: Path = paths.RESULTS_DIR) -> pd.Dat
 
 
 def save_experiment(name: str, runs: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame, chosen,
-                    final_history: list[dict], test_record: dict, test_pred: pd.DataFrame, extra: dict | None = None,
+                    final_history: list[dict], test_record: dict, test_pred: pd.DataFrame,
+                    heldout: tuple[dict | None, pd.DataFrame | None] = (None, None), extra: dict | None = None,
                     results_dir: Path = paths.RESULTS_DIR) -> None:
-    """Everything a fine-tuning notebook measured, as CSV and JSON under ``Code/results/``."""
+    """Everything a fine-tuning notebook measured, as CSV and JSON under ``Code/results/``.
+
+    ``heldout``: the final model's record and predictions on the sample writer's held-out
+    digits (:func:`.heldout.evaluate`), or ``(None, None)`` when the dataset has none.
+    """
     results_dir.mkdir(parents=True, exist_ok=True)
     runs.to_csv(results_dir / f"grid_runs_{name}.csv", index=False)
     curves.to_csv(results_dir / f"curves_{name}.csv", index=False)
     ranking.to_csv(results_dir / f"grid_ranking_{name}.csv", index=False)
     save_predictions(f"{name}_own_test", test_pred, results_dir)
+    heldout_record, heldout_pred = heldout
+    if heldout_pred is not None:
+        save_predictions(f"{name}_heldout", heldout_pred, results_dir)
     save_results(name, {
         "chosen": dataclasses.asdict(chosen),
         "chosen_validation": ranking.iloc[0].to_dict(),
         "final_history": final_history,
         "own_test": test_record,
+        **({"heldout": heldout_record} if heldout_record is not None else {}),
         **(extra or {}),
     }, results_dir)
 
 
 def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
-    """What :func:`save_experiment` wrote: the JSON's keys plus ``runs``, ``curves``, ``ranking``, ``predictions``."""
+    """What :func:`save_experiment` wrote: the JSON's keys plus ``runs``, ``curves``, ``ranking``,
+    ``predictions`` (own test) and, where there is a held-out set, ``heldout_predictions``."""
     out = load_results(name, results_dir)
     for table in ("runs", "curves", "ranking"):
         prefix = {"runs": "grid_runs", "curves": "curves", "ranking": "grid_ranking"}[table]
         out[table] = pd.read_csv(results_dir / f"{prefix}_{name}.csv")
     out["predictions"] = load_predictions(f"{name}_own_test", results_dir)
+    if out.get("heldout"):
+        out["heldout_predictions"] = load_predictions(f"{name}_heldout", results_dir)
     return out
 
 
@@ -97,6 +109,8 @@ def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.P
     predictions under ``predictions``), ``last`` and ``many`` (:func:`load_experiment`), ``manifest``."""
     baseline = load_results("baseline", results_dir)
     baseline["predictions"] = load_predictions("pretrained_own_test", results_dir)
+    if baseline.get("heldout"):
+        baseline["heldout_predictions"] = load_predictions("pretrained_heldout", results_dir)
     return {
         "pretrained": json.loads(Path(metrics_file).read_text()),
         "baseline": baseline,
