@@ -55,8 +55,14 @@ def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
                         (f"last {n} layers", many["predictions"])):
         predictions[f"{name}: predicted"] = frame["pred"].values
         predictions[f"{name}: confidence"] = frame["confidence"].values
-    return {
-        "Results": evaluations.rename(columns=RESULTS_COLUMNS),
+    sheets = {"Results": evaluations.rename(columns=RESULTS_COLUMNS)}
+    if base.get("heldout"):
+        sheets["Held-out (same writer)"] = pd.DataFrame([
+            {"model": r["model"], "data": r["data"], "total": r["total"], "correct": r["correct"],
+             "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
+            for r in (base["heldout"], last["heldout"], many["heldout"])
+        ]).rename(columns=RESULTS_COLUMNS)
+    return sheets | {
         "Tuning last layer": last["ranking"],
         "Tuning last n layers": many["ranking"],
         "Per-class accuracy": per_class,
@@ -85,5 +91,5 @@ def write_workbook(path: Path = paths.WORKBOOK, results: dict | None = None) -> 
                 sheet.column_dimensions[letter].width = min(60, max(9, width + 2))
                 if column in percent:  # two decimals on the first sheet: 99.66%, not a rounded 99.7%
                     for cell in sheet[letter][1:]:
-                        cell.number_format = "0.00%" if name == "Results" else "0.0%"
+                        cell.number_format = "0.0%" if name.startswith("Tuning") or name.startswith("Per-class") else "0.00%"
     return path
