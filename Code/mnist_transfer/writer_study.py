@@ -1,0 +1,648 @@
+"""The assignment's protocol repeated for every UNIPEN writer and several split seeds (issue 11, items 4-5).
+
+For each writer and split seed (:func:`run_study`):
+
+1. :func:`draw_split`: 12 of each digit are drawn from the writer's digits and split 8/2/2 per digit
+   into train / validation / own test (one seeded permutation per digit does both); all the
+   writer's other digits are the held-out test (hundreds, disjoint from the 120).
+2. The pre-trained model is evaluated on the own test (20) and the held-out digits.
+3. "last layer" and "last n layers" are each tuned on the 20 validation images only
+   (:func:`select`: every configuration x training seed, ranked by mean validation accuracy,
+   ties broken by mean validation loss), then the chosen configuration is trained once
+   (seed :data:`FINAL_SEED`) and evaluated once on the own test and the held-out digits.
+
+Default grids (:data:`DEFAULT_GRIDS`), one training run per (configuration without epochs, seed),
+epoch counts read off that run (Adam at a constant learning rate, as in :mod:`.tuning`):
+
+* last layer:    n = 1, lr in {3e-3, 1e-2, 3e-2}, batch 16, epochs in {10, 20, 40}, training seeds {0, 1}
+* last n layers: n = 2, lr in {3e-4, 1e-3, 3e-3}, batch 16, epochs in {5, 10, 20}, training seeds {0, 1}
+
+over the 10 writers and split seeds {0, 1, 2}. ``full=True`` uses :data:`FULL_GRIDS`, the grids of
+notebooks 03 and 04 (04's second step over augmentation and the body learning rate included).
+
+Speed: the frozen stages of the pre-trained model never change, so their output for all of a
+writer's digits is computed once per writer (:func:`writer_digits`) and every run of every split
+seed trains only the trainable stages on it (:func:`train_run`, the same arithmetic as
+:func:`.training.finetune`). Tiny batches run faster on one thread; :func:`run_study` uses
+``threads=1`` and restores the previous setting.
+
+Item 5, :func:`selection_cost`: for one writer and split seed, after selection, every
+configuration of the grid is trained again and scored on the held-out digits (reporting only),
+to measure what choosing on 20 validation images gives up against the best configuration in the grid.
+
+Nothing here writes English: the tables and dicts hold numbers and labels for the report to use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import itertools
+import json
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import data as data_mod
+from . import handwriting, paths, stats, training, tuning
+from .model import STAGES, DigitCNN, freeze_all_but_last, load_pretrained, train_mode
+from .training import FinetuneConfig
+
+MODELS = ("pre-trained", "last layer", "last n layers")
+STRATEGIES = MODELS[1:]
+PER_DIGIT = {"train": 8, "val": 2, "test": 2}  # drawn per digit; the rest of the writer is "heldout"
+SPLITS = ("train", "val", "test", "heldout")
+FINAL_SEED = 0
+SPLIT_SEEDS = (0, 1, 2)
+COMPARISONS = (("last layer", "pre-trained"), ("last n layers", "pre-trained"), ("last n layers", "last layer"))
+FILES = {
+    "study": "writer_study.csv",
+    "predictions": "writer_study_predictions.csv.gz",
+    "splits": "writer_study_splits.csv.gz",
+    "summary": "writer_study_summary.json",
+    "selection": "writer_study_selection.csv",
+    "writers": "writer_pretrained.csv",
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One strategy's grid. Step 1 trains every (n, lr, batch) x seed without augmentation at
+    body_lr_factor 1; if ``augment_values`` x ``body_lr_factors`` holds more, step 2 tries those
+    variants at step 1's best configuration (as notebook 04 does)."""
+
+    n_last_values: tuple[int, ...]
+    lrs: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    epoch_values: tuple[int, ...]
+    seeds: tuple[int, ...]
+    augment_values: tuple[bool, ...] = (False,)
+    body_lr_factors: tuple[float, ...] = (1.0,)
+
+
+DEFAULT_GRIDS = {
+    "last layer": Grid((1,), (3e-3, 1e-2, 3e-2), (16,), (10, 20, 40), (0, 1)),
+    "last n layers": Grid((2,), (3e-4, 1e-3, 3e-3), (16,), (5, 10, 20), (0, 1)),
+}
+FULL_GRIDS = {  # notebooks 03 and 04
+    "last layer": Grid((1,), (1e-3, 3e-3, 1e-2, 3e-2), (8, 16, 32), (5, 10, 20, 40), (0, 1, 2, 3, 4)),
+    "last n layers": Grid((2, 3, 4, 5), (3e-4, 1e-3, 3e-3), (16,), (5, 10, 15, 20), (0, 1, 2, 3, 4),
+                          augment_values=(False, True), body_lr_factors=(1.0, 0.1)),
+}
+
+
+# --------------------------------------------------------------------------- a writer's digits
+
+
+@dataclass
+class Digits:
+    """Some of one writer's digits: UNIPEN indices, labels, uint8 images, and the frozen prefix's
+    output for each ``n_last`` (``features[n]`` is what the last ``n`` stages take as input)."""
+
+    index: np.ndarray
+    y: torch.Tensor
+    x: torch.Tensor
+    features: dict[int, torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def take(self, positions) -> "Digits":
+        """The digits at ``positions`` (positions in this object, not UNIPEN indices)."""
+        pos = torch.as_tensor(np.asarray(positions, dtype=np.int64))
+        return Digits(self.index[pos.numpy()], self.y[pos.to(self.y.device)], self.x[pos],
+                      {n: f[pos.to(f.device)] for n, f in self.features.items()})
+
+    def inputs(self, n_last: int, whole: bool = False) -> torch.Tensor:
+        """Input of the last ``n_last`` stages, or the normalised images for the whole network."""
+        if whole or n_last == len(STAGES):
+            return data_mod.normalize(self.x).to(self.y.device)
+        return self.features[n_last]
+
+
+@functools.lru_cache(maxsize=16)
+def _rendered(writer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All of a writer's digits drawn as MNIST-style images (cached; rendering is deterministic)."""
+    images, labels, indices = handwriting.writer_images(writer)
+    for array in (images, labels, indices):
+        array.flags.writeable = False
+    return images, labels, indices
+
+
+def _prefix(pretrained: DigitCNN, n_last: int) -> nn.Module:
+    """The stages before the last ``n_last`` (the frozen part), in eval mode."""
+    return nn.Sequential(*[getattr(pretrained, name) for name in STAGES[: len(STAGES) - n_last]]).eval()
+
+
+@torch.no_grad()
+def make_digits(images, labels, indices, pretrained: DigitCNN, n_last_values=(1, 2)) -> Digits:
+    """:class:`Digits` of uint8 ``images`` with the frozen prefix's output for each ``n_last`` (computed once)."""
+    device = next(pretrained.parameters()).device
+    x = torch.as_tensor(np.array(images, dtype=np.uint8))
+    normalised = data_mod.normalize(x).to(device)
+    features = {n: _prefix(pretrained, n)(normalised) for n in sorted(set(n_last_values)) if n < len(STAGES)}
+    return Digits(np.array(indices, dtype=np.int64), torch.as_tensor(np.array(labels, dtype=np.int64)).to(device),
+                  x, features)
+
+
+def writer_digits(writer: str, pretrained: DigitCNN, n_last_values=(1, 2)) -> Digits:
+    """All of ``writer``'s digits (drawn once per process) as :func:`make_digits`."""
+    return make_digits(*_rendered(writer), pretrained, n_last_values)
+
+
+# --------------------------------------------------------------------------- the split
+
+
+def split_rng(writer: str, split_seed: int) -> np.random.Generator:
+    """The generator of one writer's split: seeded by the split seed and the writer's name."""
+    return np.random.default_rng([int(split_seed), zlib.crc32(writer.encode())])
+
+
+def draw_split(labels, writer: str, split_seed: int, per_digit: dict = PER_DIGIT) -> np.ndarray:
+    """The split name of every digit of a writer (aligned with ``labels``).
+
+    For each digit value, one seeded permutation of the writer's examples: the first 8 are
+    "train", the next 2 "val", the next 2 "test"; every other digit of the writer is "heldout".
+    """
+    labels = np.asarray(labels)
+    rng = split_rng(writer, split_seed)
+    split = np.full(len(labels), "heldout", dtype=object)
+    for digit in range(10):
+        order = rng.permutation(np.flatnonzero(labels == digit))
+        need = sum(per_digit.values())
+        if len(order) < need:
+            raise ValueError(f"{writer} has {len(order)} examples of {digit}, fewer than {need}")
+        start = 0
+        for name, count in per_digit.items():
+            split[order[start : start + count]] = name
+            start += count
+    return split
+
+
+def split_frame(writer: str, split_seed: int, digits: Digits, split: np.ndarray) -> pd.DataFrame:
+    """One row per digit of the writer: writer, split_seed, index (UNIPEN), label, split."""
+    return pd.DataFrame({"writer": writer, "split_seed": split_seed, "index": digits.index,
+                         "label": digits.y.cpu().numpy(), "split": split})
+
+
+# --------------------------------------------------------------------------- training and selection
+
+
+@dataclass
+class Trained:
+    """A fine-tuned network's trainable part (``body``) and how to feed it."""
+
+    body: nn.Module
+    n_last: int
+    whole: bool  # True: body is the whole network on images (augmentation or n = all stages)
+    history: list[dict]
+    snapshots: dict[int, dict]  # epoch -> body.state_dict() at that epoch (for the epochs asked)
+
+    @torch.no_grad()
+    def predict(self, digits: Digits) -> np.ndarray:
+        """Predicted labels of ``digits`` (eval mode)."""
+        self.body.eval()
+        return self.body(digits.inputs(self.n_last, self.whole)).argmax(1).cpu().numpy()
+
+    def at_epoch(self, epoch: int) -> "Trained":
+        """The same run as it was after ``epoch`` epochs (from its snapshots)."""
+        body = copy.deepcopy(self.body)
+        body.load_state_dict(self.snapshots[epoch])
+        return Trained(body, self.n_last, self.whole, self.history[:epoch], {})
+
+
+def train_run(pretrained: DigitCNN, config: FinetuneConfig, train: Digits, val: Digits | None, seed: int,
+              keep_epochs=()) -> Trained:
+    """One fine-tuning run, step for step :func:`.training.finetune`, on cached frozen features.
+
+    Only ``train`` and ``val`` are handed in. The frozen stages' output comes from the digits'
+    cache instead of being recomputed per run; with augmentation (or every stage trainable) the
+    whole network trains on the images, as in ``finetune``. ``keep_epochs``: epochs after which a
+    copy of the trainable weights is kept (to score every epoch count of the grid later).
+    """
+    generator = training.seed_everything(seed)
+    model = copy.deepcopy(pretrained)
+    trainable = freeze_all_but_last(model, config.n_last)
+    optimizer = torch.optim.Adam(training._param_groups(model, config), weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    whole = config.augment or config.n_last == len(STAGES)
+    body = model if whole else nn.Sequential(*[getattr(model, name) for name in trainable])
+    x_train, y_train = train.inputs(config.n_last, whole), train.y
+    x_val = val.inputs(config.n_last, whole) if val is not None else None
+    history, snapshots = [], {}
+    for epoch in range(1, config.epochs + 1):
+        train_mode(model)
+        order = torch.randperm(len(x_train), generator=generator)
+        total, correct = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start : start + config.batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if config.augment:
+                xb = training.random_affine(xb, generator, degrees=8, scale=(0.92, 1.08), shift=0.08, shear=0.1)
+            logits = body(xb)
+            loss = loss_fn(logits, yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+        row = {"epoch": epoch, "train_loss": total / len(x_train), "train_acc": correct / len(x_train)}
+        if x_val is not None:
+            row.update(training.evaluate_loss_acc(body, x_val, val.y))
+            train_mode(model)
+        history.append(row)
+        if epoch in keep_epochs:
+            snapshots[epoch] = {k: v.detach().clone() for k, v in body.state_dict().items()}
+    body.eval()
+    return Trained(body, config.n_last, whole, history, snapshots)
+
+
+def _variants(grid: Grid) -> list[tuple[bool, float]]:
+    """The (augment, body_lr_factor) pairs of step 2 (those other than step 1's (False, 1.0))."""
+    return [v for v in itertools.product(grid.augment_values, grid.body_lr_factors) if v != (False, 1.0)]
+
+
+def grid_runs(pretrained: DigitCNN, train: Digits, val: Digits, combos, grid: Grid) -> pd.DataFrame:
+    """Each (n_last, lr, batch, augment, factor) of ``combos`` x ``grid.seeds``, scored on ``val`` only.
+
+    One row per (configuration, epochs, seed), the columns of :func:`.tuning.grid_search`'s runs.
+    """
+    rows = []
+    for (n_last, lr, bs, aug, factor), seed in itertools.product(combos, grid.seeds):
+        if n_last == 1 and factor != 1.0:
+            continue  # no body to slow down
+        config = FinetuneConfig(n_last=n_last, lr=lr, batch_size=bs, epochs=max(grid.epoch_values), augment=aug,
+                                body_lr_factor=factor)
+        run = train_run(pretrained, config, train, val, seed)
+        for row in run.history:
+            if row["epoch"] in grid.epoch_values:
+                rows.append({"n_last": n_last, "lr": lr, "batch_size": bs, "augment": aug, "body_lr_factor": factor,
+                             "seed": seed, "epochs": row["epoch"], "val_acc": row["val_acc"],
+                             "val_correct": row["val_correct"], "val_loss": row["val_loss"]})
+    return pd.DataFrame(rows)
+
+
+def rank(runs: pd.DataFrame, val_total: int) -> pd.DataFrame:
+    """:func:`.tuning.rank_configurations` on exact counts.
+
+    Ranked by mean validation accuracy, ties broken by mean validation loss. The means are taken
+    over correct counts (integers), so two configurations with the same number of correct
+    validation images over the seeds tie exactly (float accuracies can differ in the last bit).
+    ``val_acc_*`` are then counts / ``val_total``.
+    """
+    ranking = tuning.rank_configurations(runs.assign(val_acc=runs["val_correct"].astype(float)))
+    for column in ("val_acc_mean", "val_acc_std", "val_acc_min", "val_acc_max"):
+        ranking[column] = ranking[column] / val_total
+    ranking["tied_with_best"] = ranking["val_acc_mean"] == ranking["val_acc_mean"].iloc[0]
+    return ranking
+
+
+def select(pretrained: DigitCNN, train: Digits, val: Digits, grid: Grid) -> tuple[FinetuneConfig, pd.DataFrame, pd.DataFrame]:
+    """Choose a configuration on ``val`` only: ``(chosen, ranking, runs)``.
+
+    Step 1 over (n, lr, batch); step 2 (if the grid has variants) over augmentation and body
+    learning rate at step 1's best, as notebook 04. The chosen one is the top of the ranking of all runs.
+    """
+    step1 = list(itertools.product(grid.n_last_values, grid.lrs, grid.batch_sizes, [False], [1.0]))
+    runs = grid_runs(pretrained, train, val, step1, grid)
+    variants = _variants(grid)
+    if variants:
+        best1 = tuning.best_config(rank(runs, len(val)))
+        step2 = [(best1.n_last, best1.lr, best1.batch_size, aug, factor) for aug, factor in variants]
+        runs = pd.concat([runs, grid_runs(pretrained, train, val, step2, grid)], ignore_index=True)
+    ranking = rank(runs, len(val))
+    return tuning.best_config(ranking), ranking, runs
+
+
+# --------------------------------------------------------------------------- one protocol, the study
+
+
+def _sets(digits: Digits, split: np.ndarray) -> dict[str, Digits]:
+    return {name: digits.take(np.flatnonzero(split == name)) for name in SPLITS}
+
+
+def _prediction_rows(writer, split_seed, model_name, set_name, digits: Digits, pred) -> pd.DataFrame:
+    return pd.DataFrame({"writer": writer, "split_seed": split_seed, "model": model_name, "set": set_name,
+                         "index": digits.index, "true": digits.y.cpu().numpy(), "pred": np.asarray(pred)})
+
+
+def _correct(digits: Digits, pred) -> int:
+    return int((np.asarray(pred) == digits.y.cpu().numpy()).sum())
+
+
+def _pretrained_body(pretrained: DigitCNN) -> Trained:
+    """The pre-trained model fed from the cached features of the last stage (no training)."""
+    return Trained(pretrained.head, 1, False, [], {})
+
+
+def run_protocol(pretrained: DigitCNN, digits: Digits, writer: str, split_seed: int, grids: dict[str, Grid],
+                 final_seed: int = FINAL_SEED) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
+    """The assignment for one writer and split seed: ``(study rows, predictions, split table)``."""
+    split = draw_split(digits.y.cpu().numpy(), writer, split_seed)
+    sets = _sets(digits, split)
+    rows, predictions = [], []
+    finals = {"pre-trained": (_pretrained_body(pretrained), None, None, 0.0)}
+    for strategy, grid in grids.items():
+        start = time.perf_counter()
+        chosen, ranking, _ = select(pretrained, sets["train"], sets["val"], grid)
+        final = train_run(pretrained, chosen, sets["train"], sets["val"], final_seed)
+        finals[strategy] = (final, chosen, ranking, time.perf_counter() - start)
+    for model_name, (trained, chosen, ranking, seconds) in finals.items():
+        row = {"writer": writer, "split_seed": split_seed, "model": model_name,
+               "n_last": chosen.n_last if chosen else 0,
+               "hyperparameters": json.dumps(asdict(chosen) if chosen else {}, sort_keys=True)}
+        for set_name, prefix in (("val", "val"), ("test", "own_test"), ("heldout", "heldout")):
+            pred = trained.predict(sets[set_name])
+            row[f"{prefix}_correct"], row[f"{prefix}_total"] = _correct(sets[set_name], pred), len(sets[set_name])
+            if set_name != "val":
+                predictions.append(_prediction_rows(writer, split_seed, model_name, set_name, sets[set_name], pred))
+        top = ranking.iloc[0] if ranking is not None else {}
+        row.update({"grid_val_acc_mean": top.get("val_acc_mean", np.nan),
+                    "grid_val_loss_mean": top.get("val_loss_mean", np.nan),
+                    "tied_on_val": int(ranking["tied_with_best"].sum()) if ranking is not None else 0,
+                    "configurations": len(ranking) if ranking is not None else 0, "seconds": round(seconds, 3)})
+        rows.append(row)
+    return rows, pd.concat(predictions, ignore_index=True), split_frame(writer, split_seed, digits, split)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch threads (None: unchanged), then restore the previous number."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _n_values(grids: dict[str, Grid]) -> tuple[int, ...]:
+    return tuple(sorted({1, *(n for g in grids.values() for n in g.n_last_values)}))
+
+
+def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: dict[str, Grid] | None = None,
+              pretrained: DigitCNN | None = None, final_seed: int = FINAL_SEED, threads: int | None = 1,
+              progress: bool = True) -> dict:
+    """The protocol for every writer x split seed: ``{"study", "predictions", "splits", "seconds"}``.
+
+    ``grids`` defaults to :data:`DEFAULT_GRIDS` (``full=True``: :data:`FULL_GRIDS`).
+    ``study``: one row per writer x split seed x model (counts on validation, own test, held-out;
+    the chosen hyperparameters as JSON; the grid's best mean validation accuracy and how many
+    configurations tied with it). ``predictions``: every final model on own test and held-out,
+    per image. ``splits``: every digit's split.
+    """
+    grids = grids or (FULL_GRIDS if full else DEFAULT_GRIDS)
+    writers = list(writers or handwriting.load_writers().keys())
+    pretrained = pretrained if pretrained is not None else load_pretrained("cpu")
+    start = time.perf_counter()
+    rows, predictions, splits = [], [], []
+    with torch_threads(threads):
+        jobs = tqdm(list(itertools.product(writers, split_seeds)), desc="writer study", disable=not progress)
+        digits = {}
+        for writer, split_seed in jobs:
+            if writer not in digits:
+                digits = {writer: writer_digits(writer, pretrained, _n_values(grids))}
+            r, p, s = run_protocol(pretrained, digits[writer], writer, split_seed, grids, final_seed)
+            rows += r
+            predictions.append(p)
+            splits.append(s)
+    return {"study": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True),
+            "splits": pd.concat(splits, ignore_index=True), "seconds": round(time.perf_counter() - start, 1)}
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom (numerical, no SciPy)."""
+    const = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+
+    def cdf(t: float) -> float:
+        grid = np.linspace(0.0, t, 20001)
+        density = const * (1 + grid**2 / df) ** (-(df + 1) / 2)
+        return 0.5 + float(np.trapezoid(density, grid))
+
+    low, high = 0.0, 1000.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+    return (low + high) / 2
+
+
+def mean_interval(values, level: float = 0.95) -> dict:
+    """Mean of ``values`` with a Student-t interval (``n - 1`` degrees of freedom)."""
+    values = np.asarray(values, dtype=float)
+    n, mean = len(values), float(values.mean())
+    if n < 2:
+        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan"), "n": n}
+    half = t_quantile(0.5 + level / 2, n - 1) * float(values.std(ddof=1)) / math.sqrt(n)
+    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+
+
+def accuracy_by_seed(study: pd.DataFrame, set_name: str = "heldout") -> pd.DataFrame:
+    """Accuracy of each model per writer and split seed (rows writer x split_seed, a column per model)."""
+    prefix = "heldout" if set_name == "heldout" else "own_test"
+    acc = study.assign(acc=study[f"{prefix}_correct"] / study[f"{prefix}_total"])
+    return acc.pivot_table(index=["writer", "split_seed"], columns="model", values="acc")[list(MODELS)]
+
+
+def per_writer(study: pd.DataFrame, set_name: str = "heldout") -> pd.DataFrame:
+    """Per writer: each model's accuracy averaged over split seeds, with the seeds' min, max and std."""
+    by_seed = accuracy_by_seed(study, set_name).groupby(level="writer")
+    table = pd.concat({stat: getattr(by_seed, stat)() for stat in ("mean", "min", "max")}, axis=1)
+    table = pd.concat([table, pd.concat({"std": by_seed.std(ddof=1)}, axis=1)], axis=1)
+    return table.swaplevel(axis=1).sort_index(axis=1, level=0, sort_remaining=False)[list(MODELS)]
+
+
+def summarize(study: pd.DataFrame, set_name: str = "heldout") -> dict:
+    """Gains with 95% t-intervals across writers (paired), better/worse/equal counts, stability.
+
+    Per writer, accuracies are averaged over split seeds first; a gain ``a - b`` is the mean over
+    writers of (a - b), with a Student-t interval over the writers (df = writers - 1). Stability
+    of a model: the standard deviation of its accuracy over split seeds, per writer, averaged over
+    writers (NaN with one split seed).
+    """
+    by_seed = accuracy_by_seed(study, set_name)
+    means = by_seed.groupby(level="writer").mean()
+    out = {"set": set_name, "writers": len(means), "split_seeds": int(by_seed.groupby(level="writer").size().min()),
+           "interval": "student_t_95_across_writers",
+           "accuracy": {m: mean_interval(means[m]) for m in MODELS}, "gains": {}, "seed_std": {}}
+    for a, b in COMPARISONS:
+        diff = means[a] - means[b]
+        out["gains"][f"{a} - {b}"] = {**mean_interval(diff), "better": int((diff > 0).sum()),
+                                      "worse": int((diff < 0).sum()), "equal": int((diff == 0).sum()),
+                                      "per_writer": {w: float(v) for w, v in diff.items()}}
+    for m in MODELS:
+        out["seed_std"][m] = float(by_seed[m].groupby(level="writer").std(ddof=1).mean())
+    return out
+
+
+def study_summary(study: pd.DataFrame) -> dict:
+    """:func:`summarize` on the held-out digits and on the 20-image own test."""
+    return {"heldout": summarize(study, "heldout"), "own_test": summarize(study, "test")}
+
+
+# --------------------------------------------------------------------------- item 5: what selection costs
+
+
+def selection_cost(writer: str, split_seed: int = 0, full: bool = False, grids: dict[str, Grid] | None = None,
+                   pretrained: DigitCNN | None = None, final_seed: int = FINAL_SEED, threads: int | None = 1,
+                   progress: bool = True) -> pd.DataFrame:
+    """Every configuration of the grid scored on the held-out digits, after selection (reporting only).
+
+    First the selection exactly as in the study (validation only). Then every configuration x
+    training seed is trained again and its held-out accuracy at each epoch count recorded. One
+    row per strategy x configuration: its validation rank and means, ``tied_with_best`` (same
+    mean validation accuracy as the top: the tie was broken by mean validation loss), its mean
+    held-out accuracy over the training seeds and at ``final_seed`` (the seed of the final model),
+    ``chosen`` and ``best_heldout`` (highest mean held-out accuracy in the grid).
+    """
+    grids = grids or (FULL_GRIDS if full else DEFAULT_GRIDS)
+    pretrained = pretrained if pretrained is not None else load_pretrained("cpu")
+    tables = []
+    with torch_threads(threads):
+        digits = writer_digits(writer, pretrained, _n_values(grids))
+        sets = _sets(digits, draw_split(digits.y.cpu().numpy(), writer, split_seed))
+        chosen = {s: select(pretrained, sets["train"], sets["val"], g)[:2] for s, g in grids.items()}
+        for strategy, (config, ranking) in chosen.items():  # selection is done: held-out from here on
+            scores = _heldout_scores(pretrained, sets, ranking, grids[strategy], final_seed, progress)
+            table = ranking.merge(scores, on=tuning.CONFIG_COLUMNS)
+            table.insert(0, "strategy", strategy)
+            table["chosen"] = table["rank"] == 1
+            table["best_heldout"] = table["heldout_acc_mean"] == table["heldout_acc_mean"].max()
+            tables.append(table)
+    out = pd.concat(tables, ignore_index=True)
+    out.insert(0, "split_seed", split_seed)
+    out.insert(0, "writer", writer)
+    return out
+
+
+def _heldout_scores(pretrained, sets, ranking, grid: Grid, final_seed: int, progress: bool) -> pd.DataFrame:
+    """Held-out accuracy of every configuration of ``ranking`` at every epoch count, per training seed."""
+    heldout = sets["heldout"]
+    runs = ranking.drop_duplicates(tuning.RUN_KEYS)[tuning.RUN_KEYS].to_dict("records")
+    seeds = sorted({*grid.seeds, final_seed})
+    rows = []
+    for run, seed in tqdm(list(itertools.product(runs, seeds)), desc="held-out of every configuration",
+                          disable=not progress):
+        config = FinetuneConfig(**run, epochs=max(grid.epoch_values))
+        trained = train_run(pretrained, config, sets["train"], sets["val"], seed, keep_epochs=grid.epoch_values)
+        for epochs in grid.epoch_values:
+            correct = _correct(heldout, trained.at_epoch(epochs).predict(heldout))
+            rows.append({**run, "epochs": epochs, "seed": seed, "heldout_acc": correct / len(heldout)})
+    scores = pd.DataFrame(rows)
+    in_grid = scores[scores.seed.isin(grid.seeds)].groupby(tuning.CONFIG_COLUMNS)["heldout_acc"]
+    final = scores[scores.seed == final_seed].set_index(tuning.CONFIG_COLUMNS)["heldout_acc"]
+    return pd.DataFrame({"heldout_acc_mean": in_grid.mean(), "heldout_acc_min": in_grid.min(),
+                         "heldout_acc_max": in_grid.max(), "heldout_acc_final_seed": final}).reset_index()
+
+
+def selection_cost_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per strategy: held-out accuracy of the chosen configuration and of the grid's best, the cost
+    (best - chosen, mean over training seeds), how many configurations tied on validation, and
+    the range of held-out accuracy among those tied."""
+    rows = []
+    for (writer, split_seed, strategy), t in table.groupby(["writer", "split_seed", "strategy"], sort=False):
+        chosen, tied = t[t.chosen].iloc[0], t[t.tied_with_best]
+        rows.append({"writer": writer, "split_seed": split_seed, "strategy": strategy,
+                     "configurations": len(t), "tied_on_val": len(tied),
+                     "chosen_heldout_acc_mean": chosen.heldout_acc_mean,
+                     "chosen_heldout_acc_final_seed": chosen.heldout_acc_final_seed,
+                     "best_heldout_acc_mean": t.heldout_acc_mean.max(),
+                     "cost": t.heldout_acc_mean.max() - chosen.heldout_acc_mean,
+                     "chosen_heldout_rank": int((t.heldout_acc_mean > chosen.heldout_acc_mean).sum()) + 1,
+                     "tied_heldout_min": tied.heldout_acc_mean.min(), "tied_heldout_max": tied.heldout_acc_mean.max(),
+                     "worst_heldout_acc_mean": t.heldout_acc_mean.min()})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- writers, figures, files
+
+
+def pretrained_by_writer(writers=None, pretrained: DigitCNN | None = None) -> pd.DataFrame:
+    """The pre-trained model on all of each writer's digits: counts, accuracy with a Wilson interval,
+    errors, whether it is perfect, and the digit it reads worst (lowest recall)."""
+    pretrained = pretrained if pretrained is not None else load_pretrained("cpu")
+    rows = []
+    for writer in writers or handwriting.load_writers().keys():
+        digits = writer_digits(writer, pretrained, (1,))
+        true = digits.y.cpu().numpy()
+        pred = _pretrained_body(pretrained).predict(digits)
+        summary = stats.accuracy_summary(true, pred)
+        recall = [r["recall"] for r in stats.per_class_metrics(true, pred)]
+        rows.append({"writer": writer, "digits": summary["total"], "correct": summary["correct"],
+                     "errors": summary["total"] - summary["correct"], "accuracy": summary["accuracy"],
+                     "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
+                     "perfect": summary["correct"] == summary["total"],
+                     "worst_digit": int(np.argmin(recall)), "worst_digit_recall": float(np.min(recall))})
+    return pd.DataFrame(rows)
+
+
+def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
+    """Per writer: pre-trained -> last layer -> last n accuracy (mean over split seeds, bars = the
+    seeds' range), joined by a line per writer. Returns the figure."""
+    table = per_writer(study, set_name)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.6))
+    offsets = dict(zip(MODELS, (-0.22, 0.0, 0.22)))
+    x = np.arange(len(table))
+    for i in x:
+        ax.plot(i + np.array(list(offsets.values())), [100 * table[m]["mean"].iloc[i] for m in MODELS],
+                color="0.7", lw=1, zorder=1)
+    for (model_name, offset), marker in zip(offsets.items(), "osD"):
+        mean, low, high = (100 * table[model_name][s].to_numpy() for s in ("mean", "min", "max"))
+        ax.errorbar(x + offset, mean, yerr=[mean - low, high - mean], fmt=marker, ms=5, capsize=2,
+                    label=model_name, zorder=2)
+    ax.set_xticks(x, table.index)
+    ax.set_xlabel("writer")
+    ax.set_ylabel(("held-out" if set_name == "heldout" else "own test") + " accuracy (%)")
+    ax.set_ylim(top=100.5)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax.figure
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    raise TypeError(f"cannot write {type(value)} to JSON")
+
+
+def save_study(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Path]:
+    """Write whatever of study / predictions / splits / selection / writers is in ``outputs``, and
+    the summary of the study, under ``folder``; return the paths written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for key, frame in outputs.items():
+        if key in FILES and isinstance(frame, pd.DataFrame):
+            written[key] = folder / FILES[key]
+            frame.to_csv(written[key], index=False)
+    if "study" in outputs:
+        written["summary"] = folder / FILES["summary"]
+        summary = {**study_summary(outputs["study"]), "seconds": outputs.get("seconds")}
+        written["summary"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    return written
+
+
+def load_study(folder: Path = paths.RESULTS_DIR) -> dict:
+    """The files of :func:`save_study` that exist under ``folder`` (tables as DataFrames, summary as a dict)."""
+    folder = Path(folder)
+    out = {key: pd.read_csv(folder / name) for key, name in FILES.items()
+           if key != "summary" and (folder / name).exists()}
+    if (folder / FILES["summary"]).exists():
+        out["summary"] = json.loads((folder / FILES["summary"]).read_text())
+    return out
