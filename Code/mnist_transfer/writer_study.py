@@ -360,7 +360,8 @@ def run_protocol(pretrained: DigitCNN, digits: Digits, writer: str, split_seed: 
     for model_name, (trained, chosen, ranking, seconds) in finals.items():
         row = {"writer": writer, "split_seed": split_seed, "model": model_name,
                "n_last": chosen.n_last if chosen else 0,
-               "hyperparameters": json.dumps(asdict(chosen) if chosen else {}, sort_keys=True)}
+               "hyperparameters": json.dumps(asdict(chosen) if chosen else {}, sort_keys=True),
+               **{key: getattr(chosen, key) if chosen else np.nan for key in ("lr", "batch_size", "epochs")}}
         for set_name, prefix in (("val", "val"), ("test", "own_test"), ("heldout", "heldout")):
             pred = trained.predict(sets[set_name])
             row[f"{prefix}_correct"], row[f"{prefix}_total"] = _correct(sets[set_name], pred), len(sets[set_name])
@@ -398,7 +399,8 @@ def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: 
 
     ``grids`` defaults to :data:`DEFAULT_GRIDS` (``full=True``: :data:`FULL_GRIDS`).
     ``study``: one row per writer x split seed x model (counts on validation, own test, held-out;
-    the chosen hyperparameters as JSON; the grid's best mean validation accuracy and how many
+    the chosen hyperparameters as JSON, and lr, batch_size, epochs; ``n_last`` 0 for the
+    pre-trained model; the grid's best mean validation accuracy and how many
     configurations tied with it). ``predictions``: every final model on own test and held-out,
     per image. ``splits``: every digit's split.
     """
@@ -602,7 +604,8 @@ def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
                 color="0.7", lw=1, zorder=1)
     for (model_name, offset), marker in zip(offsets.items(), "osD"):
         mean, low, high = (100 * table[model_name][s].to_numpy() for s in ("mean", "min", "max"))
-        ax.errorbar(x + offset, mean, yerr=[mean - low, high - mean], fmt=marker, ms=5, capsize=2,
+        yerr = np.clip([mean - low, high - mean], 0, None)  # the mean of equal values can miss them by an ulp
+        ax.errorbar(x + offset, mean, yerr=yerr, fmt=marker, ms=5, capsize=2,
                     label=model_name, zorder=2)
     ax.set_xticks(x, table.index)
     ax.set_xlabel("writer")
