@@ -83,7 +83,8 @@ def test_study_splits_are_disjoint_and_complete(tiny):
     for writer in WRITERS:
         parts = {name: _indices(splits, writer, 0, name) for name in ws.SPLITS}
         assert [len(parts[n]) for n in ("train", "val", "test")] == [80, 20, 20]
-        assert sum(map(len, parts.values())) == len(set().union(*parts.values())) == len(handwriting.load_writers()[writer])
+        everyone = len(handwriting.load_writers()[writer])
+        assert sum(map(len, parts.values())) == len(set().union(*parts.values())) == everyone
         assert len(parts["heldout"]) >= 300
 
 

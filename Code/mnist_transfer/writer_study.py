@@ -17,8 +17,10 @@ epoch counts read off that run (Adam at a constant learning rate, as in :mod:`.t
 * last layer:    n = 1, lr in {3e-3, 1e-2, 3e-2}, batch 16, epochs in {10, 20, 40}, training seeds {0, 1}
 * last n layers: n = 2, lr in {3e-4, 1e-3, 3e-3}, batch 16, epochs in {5, 10, 20}, training seeds {0, 1}
 
-over the 10 writers and split seeds {0, 1, 2}. ``full=True`` uses :data:`FULL_GRIDS`, the grids of
-notebooks 03 and 04 (04's second step over augmentation and the body learning rate included).
+over the 10 writers and split seeds {0, 1, 2}: 140-144 s measured on 2 CPU cores that other
+processes were also using (the 30 protocols' tables came out identical in both runs).
+``full=True`` uses :data:`FULL_GRIDS`, the grids of notebooks 03 and 04 (04's second step over
+augmentation and the body learning rate included): about 110 s per writer and split seed.
 
 Speed: the frozen stages of the pre-trained model never change, so their output for all of a
 writer's digits is computed once per writer (:func:`writer_digits`) and every run of every split
@@ -307,7 +309,8 @@ def rank(runs: pd.DataFrame, val_total: int) -> pd.DataFrame:
     return ranking
 
 
-def select(pretrained: DigitCNN, train: Digits, val: Digits, grid: Grid) -> tuple[FinetuneConfig, pd.DataFrame, pd.DataFrame]:
+def select(pretrained: DigitCNN, train: Digits, val: Digits,
+           grid: Grid) -> tuple[FinetuneConfig, pd.DataFrame, pd.DataFrame]:
     """Choose a configuration on ``val`` only: ``(chosen, ranking, runs)``.
 
     Step 1 over (n, lr, batch); step 2 (if the grid has variants) over augmentation and body
