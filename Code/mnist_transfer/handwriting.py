@@ -271,26 +271,63 @@ def _light(shape, spec: SheetSpec, rng: np.random.Generator) -> np.ndarray | Non
     return light
 
 
-def _rules(spec: SheetSpec, geometry: dict, rng: np.random.Generator) -> tuple[np.ndarray | None, tuple]:
+@dataclass(frozen=True)
+class _Geometry:
+    """Where the writing goes on the page (pixels)."""
+
+    width: int  # page
+    height: int
+    left: float  # margin
+    top: float
+    col_w: float  # nominal space per digit along a row
+    pitch: float  # row to row
+    digit_h: float  # the writer's digit height
+    table: bool
+
+    @property
+    def usable_w(self) -> float:
+        return self.width - 2 * self.left
+
+    def baseline(self, row: int) -> float:
+        return self.top + row * self.pitch + (self.pitch + self.digit_h) / 2
+
+
+def _geometry(spec: SheetSpec, pools: dict) -> _Geometry:
+    """Margins, rows and digit size: digits as large as the rows and the writer's widest digits allow."""
+    lay = spec.layout
+    pw = spec.page_width
+    ph = int(round(pw * synth.A4_RATIO))
+    fill = spec.capture == "photo_fill"  # a close-up photo loses the page's outer margin
+    left, top, bottom = pw * (0.10 if fill else 0.08), ph * (0.11 if fill else 0.07), ph * (0.11 if fill else 0.06)
+    col_w = (pw - 2 * left) / lay.cols
+    table = spec.paper.startswith("table")
+    wide = np.percentile([_aspect(d.strokes) for pool in pools.values() for d in pool], 80)
+    digit_h = min(0.6 * (ph - top - bottom) / lay.rows, (0.65 if table else 0.75) * col_w / wide)
+    pitch = min((ph - top - bottom) / lay.rows, digit_h / 0.45)  # few rows: written at the top, not spread out
+    if table:
+        digit_h = min(digit_h, 0.62 * pitch)
+    return _Geometry(pw, ph, left, top, col_w, pitch, digit_h, table)
+
+
+def _rules(spec: SheetSpec, g: _Geometry, rng: np.random.Generator) -> tuple[np.ndarray | None, tuple]:
     """The printed lines as an alpha mask (or None) and their BGR colour."""
-    pw, ph = geometry["page"]
-    mx, top, pitch, col_w = geometry["mx"], geometry["top"], geometry["pitch"], geometry["col_w"]
     rows, cols = spec.layout.rows, spec.layout.cols
     if spec.paper == "plain":
         return None, ()
-    mask = np.zeros((ph, pw), np.uint8)
-    if spec.paper == "lined":  # pale blue lines edge to edge under every row, and a red margin line
-        for y in geometry["baselines"]:
-            cv2.line(mask, (0, int(y)), (pw, int(y)), 255, 2, cv2.LINE_AA)
-        colour = (205, 170, 140)
-        return mask, colour
+    mask = np.zeros((g.height, g.width), np.uint8)
+    if spec.paper == "lined":  # pale blue lines edge to edge, one under every row
+        for r in range(rows):
+            y = int(g.baseline(r))
+            cv2.line(mask, (0, y), (g.width, y), 255, 2, cv2.LINE_AA)
+        return mask, (205, 170, 140)
     thick = 1 if spec.paper == "table_thin" else int(rng.integers(3, 5))
-    x0, y0, x1, y1 = int(mx), int(top), int(round(mx + cols * col_w)), int(round(top + rows * pitch))
+    x0, y0 = int(g.left), int(g.top)
+    x1, y1 = int(round(g.left + cols * g.col_w)), int(round(g.top + rows * g.pitch))
     for r in range(rows + 1):
-        y = int(round(top + r * pitch))
+        y = int(round(g.top + r * g.pitch))
         cv2.line(mask, (x0, y), (x1, y), 255, thick, cv2.LINE_AA)
     for c in range(cols + 1):
-        x = int(round(mx + c * col_w))
+        x = int(round(g.left + c * g.col_w))
         cv2.line(mask, (x, y0), (x, y1), 255, thick, cv2.LINE_AA)
     grey = int(rng.integers(120, 170)) if thick == 1 else int(rng.integers(50, 100))
     return mask, (grey, grey, grey)
@@ -304,106 +341,95 @@ def _composite(page: np.ndarray, alpha: np.ndarray, colour, x: int = 0, y: int =
     region += alpha[..., None] * np.float32(colour)
 
 
+def _lefts(spec: SheetSpec, g: _Geometry, widths: np.ndarray, shifted: bool, pen_px: float, rng) -> np.ndarray:
+    """The left edge of every digit of one row."""
+    cols = len(widths)
+    if g.table:  # centred in its cell, jittered, never touching the lines
+        spread = 0.1 if (spec.uneven or spec.drift) else 0.05
+        centres = g.left + (np.arange(cols) + 0.5) * g.col_w + rng.normal(0, spread * g.col_w, cols)
+        low = g.left + np.arange(cols) * g.col_w + pen_px + 4
+        return np.clip(centres - widths / 2, low, low + g.col_w - 2 * pen_px - 8 - widths)
+    if spec.uneven:  # written left to right with uneven gaps, from an uneven start
+        start = g.left + rng.uniform(0.0, 0.3) * g.col_w + (0.5 * g.col_w if shifted else 0.0)
+        gaps = rng.uniform(0.5, 1.6, cols - 1)
+        gaps *= max(0.0, (g.left + g.usable_w - start) * rng.uniform(0.85, 0.97) - widths.sum()) / gaps.sum()
+        gaps = np.maximum(gaps, max(0.25 * g.digit_h, 3 * pen_px))
+        lefts = start + np.concatenate([[0.0], np.cumsum(widths[:-1] + gaps)])
+    else:  # roughly in columns
+        lefts = g.left + (np.arange(cols) + 0.5) * g.col_w + rng.normal(0, 0.03 * g.col_w, cols) - widths / 2
+    least = max(0.15 * g.digit_h, 2 * pen_px)  # a writer leaves at least a little space between digits
+    for c in range(1, cols):
+        lefts[c] = max(lefts[c], lefts[c - 1] + widths[c - 1] + least)
+    return lefts - np.clip(lefts[-1] + widths[-1] - (g.left + g.usable_w), 0.0, lefts[0] - 0.5 * g.left)
+
+
 def render_page(spec: SheetSpec) -> tuple[np.ndarray, list[dict]]:
     """The flat page of ``spec`` (BGR uint8, before any camera) and the truth (see :func:`render_sheet`)."""
     rng = np.random.default_rng(spec.seed)
     lay = spec.layout
-    pw = spec.page_width
-    ph = int(round(pw * synth.A4_RATIO))
-    fill = spec.capture == "photo_fill"  # a close-up photo loses the page's outer margin
-    mx = pw * (0.10 if fill else 0.08)
-    top, bottom = ph * (0.11 if fill else 0.07), ph * (0.11 if fill else 0.06)
-    usable_w, usable_h = pw - 2 * mx, ph - top - bottom
-    col_w = usable_w / lay.cols
-    table = spec.paper.startswith("table")
     pools = _choose_digits(spec, rng)
-    wide = np.percentile([_aspect(d.strokes) for pool in pools.values() for d in pool], 80)
-    height = min(0.6 * usable_h / lay.rows, (0.65 if table else 0.75) * col_w / wide)  # wide writers write smaller
-    pitch = min(usable_h / lay.rows, height / 0.45)  # few rows: written at the top, not spread out
-    if table:
-        height = min(height, 0.62 * pitch)
-    baselines = [top + r * pitch + (pitch + height) / 2 for r in range(lay.rows)]
-    geometry = {"page": (pw, ph), "mx": mx, "top": top, "pitch": pitch, "col_w": col_w, "baselines": baselines}
-
-    paper = np.float32(rng.uniform(238, 250) * (1 - rng.uniform(0, 0.04) * np.array([1.0, 0.5, 0.0])))  # BGR, warm white
-    page = np.empty((ph, pw, 3), np.float32)
-    page[:] = paper
-    rules, rule_colour = _rules(spec, geometry, rng)
+    g = _geometry(spec, pools)
+    warm = rng.uniform(0, 0.04) * np.array([1.0, 0.5, 0.0])  # less blue: a warm white
+    page = np.empty((g.height, g.width, 3), np.float32)
+    page[:] = np.float32(rng.uniform(238, 250) * (1 - warm))
+    rules, rule_colour = _rules(spec, g, rng)
     if rules is not None:
         _composite(page, rules.astype(np.float32) / 255 * 0.9, rule_colour)
-        if spec.paper == "lined":
-            margin = np.zeros((ph, pw), np.float32)
-            cv2.line(margin, (int(mx * 0.6), 0), (int(mx * 0.6), ph), 1.0, 2)
-            _composite(page, margin * 0.8, (120, 110, 225))
+    if spec.paper == "lined":  # and a red margin line
+        margin = np.zeros(page.shape[:2], np.float32)
+        cv2.line(margin, (int(g.left * 0.6), 0), (int(g.left * 0.6), g.height), 1.0, 2)
+        _composite(page, margin * 0.8, (120, 110, 225))
 
-    pen_px = max(2.0, PENS[spec.pen] * height * rng.uniform(0.92, 1.08))
+    pen_px = max(2.0, PENS[spec.pen] * g.digit_h * rng.uniform(0.92, 1.08))
     ink = np.float32(INKS[spec.ink]) + rng.uniform(-8, 8, 3).astype(np.float32)
-    drift_on = spec.drift and spec.paper == "plain"
-    tilt0 = rng.uniform(1.5, 3.5) * rng.choice([-1, 1]) if drift_on else 0.0
+    drift = spec.drift and spec.paper == "plain"
+    tilt0 = rng.uniform(1.5, 3.5) * rng.choice([-1, 1]) if drift else 0.0
     shifted_row = int(rng.integers(lay.rows)) if spec.uneven else -1
     lifts = np.random.default_rng([spec.seed, 1])  # its own stream: the same sheet with or without pen lifts
-    truth, boxes = [], []
+    truth = []
     for r in range(lay.rows):
-        tilt = tilt0 + (rng.normal(0, 0.4) if drift_on else 0.0)
-        bow = rng.uniform(-0.05, 0.05) * pitch if drift_on else 0.0
-        masks, chosen = [], []
-        for c in range(lay.cols):
-            digit = pools[lay.label_at(r, c)].pop()
-            size = height * (rng.uniform(0.88, 1.08) if spec.wobble else rng.uniform(0.96, 1.03))
-            angle = tilt + rng.normal(0, 2.5 if spec.wobble else 1.0)
-            gaps = int(lifts.choice(3, p=[0.5, 0.35, 0.15])) if spec.pen_lifts else 0
-            mask = draw_digit(
-                digit.strokes, size, pen_px, lifts, pen_lift_gaps=gaps, slant_deg=rng.normal(0, 2),
-                rotate_deg=angle, max_width_px=(0.72 if table else 0.9) * col_w,
+        tilt = tilt0 + (rng.normal(0, 0.4) if drift else 0.0)
+        bow = rng.uniform(-0.05, 0.05) * g.pitch if drift else 0.0
+        digits = [pools[lay.label_at(r, c)].pop() for c in range(lay.cols)]
+        masks = [
+            draw_digit(
+                d.strokes,
+                g.digit_h * (rng.uniform(0.88, 1.08) if spec.wobble else rng.uniform(0.96, 1.03)),
+                pen_px,
+                lifts,
+                pen_lift_gaps=int(lifts.choice(3, p=[0.5, 0.35, 0.15])) if spec.pen_lifts else 0,
+                slant_deg=rng.normal(0, 2),
+                rotate_deg=tilt + rng.normal(0, 2.5 if spec.wobble else 1.0),
+                max_width_px=(0.72 if g.table else 0.9) * g.col_w,
             )
-            masks.append(mask)
-            chosen.append(digit)
-        widths = np.array([m.shape[1] for m in masks], float)
-        if table:  # centred in its cell, jittered, never touching the lines
-            spread = 0.1 if (spec.uneven or spec.drift) else 0.05
-            cx = mx + (np.arange(lay.cols) + 0.5) * col_w + rng.normal(0, spread * col_w, lay.cols)
-            lo = mx + np.arange(lay.cols) * col_w + pen_px + 4
-            lefts = np.clip(cx - widths / 2, lo, lo + col_w - 2 * pen_px - 8 - widths)
-        elif spec.uneven:  # written left to right with uneven gaps, from an uneven start
-            start = mx + rng.uniform(0.0, 0.3) * col_w + (0.5 * col_w if r == shifted_row else 0.0)
-            room = mx + usable_w - start
-            gaps = rng.uniform(0.5, 1.6, lay.cols - 1)
-            gaps *= max(0.0, room * rng.uniform(0.85, 0.97) - widths.sum()) / gaps.sum()
-            gaps = np.maximum(gaps, max(0.25 * height, 3 * pen_px))
-            lefts = start + np.concatenate([[0.0], np.cumsum(widths[:-1] + gaps)])
-        else:  # roughly in columns
-            cx = mx + (np.arange(lay.cols) + 0.5) * col_w + rng.normal(0, 0.03 * col_w, lay.cols)
-            lefts = cx - widths / 2
-        if not table:  # a writer leaves at least a little space between digits
-            least = max(0.15 * height, 2 * pen_px)
-            for c in range(1, lay.cols):
-                lefts[c] = max(lefts[c], lefts[c - 1] + widths[c - 1] + least)
-            lefts -= np.clip(lefts[-1] + widths[-1] - (mx + usable_w), 0.0, lefts[0] - 0.5 * mx)
-        for c, (mask, digit) in enumerate(zip(masks, chosen)):
+            for d in digits
+        ]
+        lefts = _lefts(spec, g, np.array([m.shape[1] for m in masks], float), r == shifted_row, pen_px, rng)
+        for c, (mask, digit) in enumerate(zip(masks, digits)):
             h, w = mask.shape
             x = int(round(lefts[c]))
-            xc = x + w / 2 - (mx + usable_w / 2)
-            if table:
-                y_lo = top + r * pitch + pen_px + 4
-                y = y_lo + (pitch - 2 * pen_px - 8 - h) * np.clip(rng.normal(0.55, 0.12 if spec.wobble else 0.06), 0, 1)
-            else:
-                base = baselines[r] - np.tan(np.radians(tilt)) * xc + bow * ((xc / (usable_w / 2)) ** 2 - 1 / 3)
-                base += np.clip(rng.normal(0, 0.05 * height), -0.12 * height, 0.12 * height) if spec.wobble else 0.0
+            if g.table:  # a little below the middle of the cell
+                room = g.pitch - 2 * pen_px - 8 - h
+                y = g.top + r * g.pitch + pen_px + 4 + room * np.clip(rng.normal(0.55, 0.12 if spec.wobble else 0.06), 0, 1)
+            else:  # on the row's baseline, which tilts and bows when the rows drift
+                along = (x + w / 2 - g.width / 2) / (g.usable_w / 2)  # -1 .. 1
+                base = g.baseline(r) - np.tan(np.radians(tilt)) * along * g.usable_w / 2 + bow * (along**2 - 1 / 3)
+                if spec.wobble:
+                    base += np.clip(rng.normal(0, 0.05 * g.digit_h), -0.12 * g.digit_h, 0.12 * g.digit_h)
                 if spec.paper == "lined":
-                    base += rng.normal(0, 0.03 * height)  # on the line, sometimes a little across
+                    base += rng.normal(0, 0.03 * g.digit_h)  # on the line, sometimes a little across
                 y = base - h
             y = int(round(y))
-            if x < 0 or y < 0 or x + w > pw or y + h > ph:
+            if x < 0 or y < 0 or x + w > g.width or y + h > g.height:
                 raise ValueError(f"{spec.name}: digit at row {r}, col {c} does not fit on the page")
-            opacity = rng.uniform(0.85, 1.0)
-            _composite(page, mask.astype(np.float32) * (opacity / 255), ink, x, y)
-            boxes.append((x, y, w, h))
+            _composite(page, mask.astype(np.float32) * (rng.uniform(0.85, 1.0) / 255), ink, x, y)
             truth.append({"row": r, "col": c, "label": digit.label, "writer": spec.writer, "index": digit.index,
                           "box": (x, y, w, h), "page_box": (x, y, w, h)})
+    boxes = [t["box"] for t in truth]
     _check_apart(boxes, spec)
     if spec.specks:
-        _specks(page, boxes, height, rng)
-    light = _light((ph, pw), spec, rng)
+        _specks(page, boxes, g.digit_h, rng)
+    light = _light(page.shape[:2], spec, rng)
     if light is not None:
         page *= light[..., None]
     return np.clip(page, 0, 255).astype(np.uint8), truth

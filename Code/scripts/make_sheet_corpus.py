@@ -1,0 +1,57 @@
+"""Write the corpus of handwritten test sheets (real writers' digits) with their ground truth, to look at.
+
+    .venv/bin/python Code/scripts/make_sheet_corpus.py [OUT_DIR (default /tmp/sheet_corpus)] [--n 32]
+
+For every sheet of :func:`mnist_transfer.handwriting.corpus`: ``NN_<name>.png`` (scans) or ``.jpg``
+(photos, already JPEG-compressed by the camera simulation) and ``NN_<name>.json`` (the spec and one
+record per digit: row, col, label, writer, UNIPEN index, box in the image, box on the flat page),
+plus ``index.json`` (all sheets, traits and render times) and ``README.txt`` (the data's licence).
+Not for git: the images are remade, the same bytes, from the specs in a few seconds.
+"""
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mnist_transfer import handwriting  # noqa: E402
+
+ATTRIBUTION = """Digits drawn from the pen strokes of ten UNIPEN writers (category 1a):
+UNIPEN project of on-line data exchange (Guyon, Schomaker, Plamondon, Liberman, Janet, ICPR 1994),
+train_r01_v07, doi:10.5281/zenodo.1195803, licensed CC BY 4.0. Rendered by mnist_transfer.handwriting.
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", nargs="?", type=Path, default=Path("/tmp/sheet_corpus"))
+    parser.add_argument("--n", type=int, default=32, help="number of sheets")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    index = []
+    for k, spec in enumerate(handwriting.corpus(args.n)):
+        start = time.perf_counter()
+        image, truth = handwriting.render_sheet(spec)
+        seconds = time.perf_counter() - start
+        stem = f"{k:02d}_{spec.name}"
+        image_name = stem + (".png" if spec.capture == "scan" else ".jpg")
+        cv2.imwrite(str(args.out / image_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95] if spec.capture != "scan" else [])
+        fields = dataclasses.asdict(spec)
+        record = {"image": image_name, "spec": fields, "traits": sorted(spec.traits), "digits": truth}
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+        index.append({"image": image_name, "writer": spec.writer, "layout": fields["layout"],
+                      "traits": sorted(spec.traits), "render_s": round(seconds, 3)})
+        print(f"{image_name:45s} {image.shape[1]}x{image.shape[0]}  {seconds:.2f} s  {' '.join(sorted(spec.traits))}")
+    (args.out / "index.json").write_text(json.dumps(index, indent=1))
+    (args.out / "README.txt").write_text(ATTRIBUTION)
+    print(f"wrote {len(index)} sheets to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
