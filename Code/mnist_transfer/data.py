@@ -8,6 +8,7 @@ and kept as tensors, so training loops never touch the disk.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 from pathlib import Path
@@ -111,15 +112,91 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
 
 
 def _grayscale_loader(path: str) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("L"), dtype=np.uint8)
+    """A dataset image as uint8 grayscale; a file that is not a readable image is named with the fix."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L"), dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files
+        raise DataError(f"{path} cannot be read as an image ({type(err).__name__}: {err}). Delete it, or re-run "
+                        "notebook 01 to write the dataset again.") from None
 
 
-def load_split(split_dir: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+REBUILD_HINT = (
+    "Undo the change (put the file back where notebook 01 wrote it), or re-run notebook 01_dataset_preparation "
+    "with REPLACE_EXISTING = True to rebuild the dataset and its manifest from your sheet."
+)
+
+
+def read_manifest(manifest: Path = paths.MANIFEST) -> list[dict]:
+    """The rows of the dataset manifest written by notebook 01 (file, label, split, ..., sha256)."""
+    if not Path(manifest).is_file():
+        raise DataError(f"The dataset manifest {manifest} is missing, so the split folders cannot be checked. "
+                        "Re-run notebook 01_dataset_preparation to write the dataset and its manifest.")
+    with open(manifest, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"file", "label", "split", "sha256"} <= set(rows[0]):
+        raise DataError(f"{manifest} is not a dataset manifest (columns {list(rows[0])}). {REBUILD_HINT}")
+    return rows
+
+
+def manifest_problems(split_dir: Path, split: str | None, manifest_rows: list[dict]) -> list[str]:
+    """Every way the files under ``split_dir`` differ from the manifest (empty list: they match).
+
+    Names each file that is missing, moved (its bytes now elsewhere), copied (bytes listed for
+    another file), extra (not in the manifest), changed (other bytes), or whose manifest row has
+    another split or label than its folder says.
+    """
+    split_dir = Path(split_dir)
+    prefix = split_dir.name + "/"
+    on_disk = {
+        f"{split_dir.name}/{p.relative_to(split_dir).as_posix()}": p
+        for p in split_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
+    }
+    listed = {row["file"]: row for row in manifest_rows if row["file"].startswith(prefix)}
+    by_hash: dict[str, list[str]] = {}
+    for row in manifest_rows:
+        by_hash.setdefault(row["sha256"], []).append(row["file"])
+    hashes = {name: sha256_of(path) for name, path in on_disk.items()}
+    problems = []
+    for name, row in sorted(listed.items()):
+        folder_label = name.split("/")[1] if name.count("/") >= 2 else "?"
+        if split is not None and row["split"] != split:
+            problems.append(f"{name}: the manifest puts it in the {row['split']} split, but it is in {split_dir.name}/")
+        if str(row["label"]) != folder_label:
+            problems.append(f"{name}: the manifest labels it {row['label']}, but it is in folder {folder_label}/")
+        if name not in on_disk:
+            moved = [f for f, h in hashes.items() if h == row["sha256"]]
+            problems.append(f"{name} is missing" + (f" (moved to {moved[0]})" if moved else ""))
+        elif hashes[name] != row["sha256"]:
+            problems.append(f"{name} was changed after notebook 01 wrote it (its sha256 differs from the manifest)")
+    for name in sorted(set(on_disk) - set(listed)):
+        same = [f for f in by_hash.get(hashes[name], []) if f != name]
+        if same:
+            problems.append(f"{name} is not in the manifest: it is a copy of {same[0]}"
+                            + (" (a test or validation image in training leaks the answer)" if not same[0].startswith(prefix) else ""))
+        else:
+            problems.append(f"{name} is not in the manifest (an extra file)")
+    return problems
+
+
+def _check_class_folders(split_dir: Path) -> None:
+    for entry in sorted(split_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not (len(entry.name) == 1 and entry.name.isdigit()):
+            raise DataError(
+                f"'{entry}' is not a class folder: the classes are the digits 0 to 9, one folder each, named by the "
+                f"digit. Move its images into the right digit folder or remove it. {REBUILD_HINT}"
+            )
+
+
+def load_split(split_dir: Path, manifest: Path | None = paths.MANIFEST, split: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """An ImageFolder split (``<split_dir>/<digit>/*.jpg``) as ``(uint8 [N,28,28], labels, files)``.
 
-    Labels are the folder names read as digits, so a folder layout with a missing digit
-    cannot silently shift labels.
+    The folder is first checked against the manifest that notebook 01 wrote (every file, its
+    bytes, split and label; ``manifest=None`` skips this, for folders made by hand). Labels are
+    the folder names read as digits, so a folder layout with a missing digit cannot silently
+    shift labels; folders other than 0-9 are refused.
     """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
@@ -127,7 +204,18 @@ def load_split(split_dir: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
             f"Dataset folder '{split_dir}' does not exist. Run notebook 01_dataset_preparation "
             "to create it from your sheet."
         )
-    folder = datasets.ImageFolder(str(split_dir), loader=_grayscale_loader)
+    _check_class_folders(split_dir)
+    if manifest is not None:
+        problems = manifest_problems(split_dir, split, read_manifest(manifest))
+        if problems:
+            shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
+            raise DataError(f"'{split_dir.name}' does not match the dataset manifest {Path(manifest).name}: {shown}. "
+                            f"{REBUILD_HINT}")
+    stray = [p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
+    if stray:
+        raise DataError(f"{stray[0]} lies outside the digit folders of '{split_dir}'. Move it into its digit "
+                        "folder or remove it.")
+    folder = datasets.ImageFolder(str(split_dir), loader=_grayscale_loader, allow_empty=True)
     if len(folder) == 0:
         raise DataError(f"Dataset folder '{split_dir}' holds no images.")
     images, labels, files = [], [], []
@@ -135,17 +223,21 @@ def load_split(split_dir: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         image = folder.loader(path)
         if image.shape != (28, 28):
             raise DataError(f"{path} is {image.shape[1]}x{image.shape[0]}, not 28x28. Re-run notebook 01.")
+        border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+        if border.mean() > 100:
+            raise DataError(f"{path} is a dark digit on a light ground; MNIST-style images are white on black. "
+                            "Re-run notebook 01 to write the dataset again.")
         images.append(image)
         labels.append(int(folder.classes[class_index]))
         files.append(str(Path(path).relative_to(split_dir.parent)))
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), files
 
 
-def load_own_dataset(split_dirs: dict[str, Path] | None = None) -> dict[str, dict]:
-    """All three own splits: ``{"train": {"x", "y", "files"}, "val": …, "test": …}``."""
+def load_own_dataset(split_dirs: dict[str, Path] | None = None, manifest: Path | None = paths.MANIFEST) -> dict[str, dict]:
+    """All three own splits: ``{"train": {"x", "y", "files"}, "val": …, "test": …}``, checked against the manifest."""
     split_dirs = split_dirs or paths.SPLIT_DIRS
     out = {}
     for split, folder in split_dirs.items():
-        x, y, files = load_split(folder)
+        x, y, files = load_split(folder, manifest, split)
         out[split] = {"x": x, "y": y, "files": files}
     return out

@@ -44,7 +44,7 @@ def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SP
     rng = np.random.default_rng(seed)
     splits = {name: [] for name in counts}
     for label in sorted(per_label):
-        group = sorted(per_label[label], key=lambda d: (d.source, d.row, d.col))
+        group = sorted(per_label[label], key=lambda d: (d.source, d.sheet, d.row, d.col))
         order = rng.permutation(len(group))
         start = 0
         for name, n in counts.items():
@@ -58,12 +58,27 @@ def _encode(image: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def file_name(d: Digit) -> str:
+    """``<label>_<sheet>_r<row>_c<col>.jpg``; ``sheet`` is unique among a dataset's sheets (see
+    :func:`.sheet_reading.sheet_names`), the source's stem when it was not set."""
+    stem = d.sheet or Path(d.source).stem.replace(" ", "_")
+    return f"{d.label}_{stem}_r{d.row + 1:02d}_c{d.col + 1:02d}.jpg"
+
+
 def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path]) -> list[dict]:
-    plan = []
+    """One entry per file to write; two digits that would get the same file are refused, never overwritten."""
+    plan, seen = [], {}
     for split, digits in splits.items():
         for d in digits:
-            stem = Path(d.source).stem.replace(" ", "_")
-            name = f"{d.label}_{stem}_r{d.row + 1:02d}_c{d.col + 1:02d}.jpg"
+            name = file_name(d)
+            key = (split, d.label, name)
+            if key in seen:
+                raise SheetError(
+                    f"Two digits would be saved as the same file '{name}' ({seen[key]} and {d.source}, row "
+                    f"{d.row + 1}, column {d.col + 1}). Give the sheets different file names, or read them with "
+                    "process_sheets / read_checked_sheets, which names them uniquely. Nothing was written."
+                )
+            seen[key] = f"{d.source}, row {d.row + 1}, column {d.col + 1}"
             data = _encode(d.image)
             plan.append({
                 "path": split_dirs[split] / str(d.label) / name,
@@ -82,6 +97,20 @@ def _existing_files(split_dirs: dict[str, Path]) -> dict[str, str]:
                 if p.is_file():
                     found[f"{folder.name}/{p.relative_to(folder).as_posix()}"] = hashlib.sha256(p.read_bytes()).hexdigest()
     return found
+
+
+def unique_folder(parent: Path, prefix: str) -> Path:
+    """A new, empty ``parent/<prefix>-<time>`` folder; ``-1``, ``-2``, ... keep two made within one second apart."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
+    for i in range(1000):
+        folder = parent / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not make a new backup folder in {parent}: {stamp}-0 to -999 all exist.")
 
 
 def write_dataset(
@@ -115,8 +144,7 @@ def write_dataset(
                 "copy those folders elsewhere first; to replace it, set REPLACE_EXISTING = True in the "
                 f"parameters cell (the old folders are then moved to {backup_dir.name}/, not deleted)."
             )
-        backup = backup_dir / time.strftime("dataset-%Y%m%d-%H%M%S")
-        backup.mkdir(parents=True, exist_ok=False)
+        backup = unique_folder(backup_dir, "dataset")
         for folder in split_dirs.values():
             if folder.exists():
                 shutil.move(str(folder), str(backup / folder.name))

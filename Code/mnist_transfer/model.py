@@ -149,23 +149,55 @@ def _unique_folder(parent: Path, prefix: str) -> Path:
     raise FileExistsError(f"Could not make a new backup folder in {parent}.")
 
 
+class CheckpointError(RuntimeError):
+    """The pre-trained checkpoint (or its metrics file) cannot be used; the message names the file and the fix."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """The pre-trained checkpoint is not there."""
+
+
+CHECKPOINT_FIX = "Restore it with `git checkout -- Code/models` or re-create it by running notebook 00_pretrain_mnist."
+
+
 def load_pretrained(
     device: torch.device | str = "cpu",
     checkpoint: Path = paths.PRETRAINED_CHECKPOINT,
     metrics: Path = paths.PRETRAINED_METRICS,
 ) -> DigitCNN:
-    """The shipped pre-trained model, in eval mode, on ``device``."""
-    if not Path(checkpoint).is_file():
-        raise FileNotFoundError(
-            f"Pre-trained checkpoint {checkpoint} is missing. Restore it with "
-            "`git checkout -- Code/models` or re-create it by running notebook 00_pretrain_mnist."
-        )
+    """The shipped pre-trained model, in eval mode, on ``device``.
+
+    A missing, truncated or corrupt checkpoint, one saved for another network, or an unreadable
+    metrics file raises :class:`CheckpointError` naming the file and how to get a good one.
+    """
+    checkpoint, metrics = Path(checkpoint), Path(metrics)
+    if not checkpoint.is_file():
+        raise MissingCheckpointError(f"Pre-trained checkpoint {checkpoint} is missing. {CHECKPOINT_FIX}")
     widths = (32, 64, 96, 128)
-    if Path(metrics).is_file():
-        widths = tuple(json.loads(Path(metrics).read_text()).get("widths", widths))
+    if metrics.is_file():
+        try:
+            widths = tuple(json.loads(metrics.read_text()).get("widths", widths))
+        except (ValueError, AttributeError, TypeError) as err:
+            raise CheckpointError(f"{metrics} is not valid JSON ({err}). {CHECKPOINT_FIX}") from None
     model = DigitCNN(widths=widths)
-    state = torch.load(checkpoint, weights_only=True, map_location=device)
-    model.load_state_dict(state)
+    try:
+        state = torch.load(checkpoint, weights_only=True, map_location=device)
+    except Exception as err:  # truncated zip, not a torch file, unpickling refused: all mean a broken file
+        raise CheckpointError(
+            f"Pre-trained checkpoint {checkpoint} cannot be read: it is truncated or not a PyTorch checkpoint "
+            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). {CHECKPOINT_FIX}"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"Pre-trained checkpoint {checkpoint} holds a {type(state).__name__}, not a state_dict. "
+                              f"{CHECKPOINT_FIX}")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line or "key" in line.lower()), "")
+        raise CheckpointError(
+            f"Pre-trained checkpoint {checkpoint} was saved for a different network than {metrics.name} describes "
+            f"(widths {widths}): {first[:200]}. {CHECKPOINT_FIX}"
+        ) from None
     return model.to(device).eval()
 
 

@@ -1,0 +1,201 @@
+"""Before anything is written: does the pre-trained model agree that the digits carry their labels?
+
+The reader (:mod:`.sheet_reading`) gives every digit the label its row and column have in the
+layout. If the photo is upside down, turned by 90 degrees, or the layout's ``digits`` are in
+another order than written, every label is wrong and nothing in the reader can tell. The
+shipped pre-trained model can: on a correctly labelled sheet it agrees with most labels (about
+60% even for a writer whose style it reads poorly), on an upside-down one with almost none.
+
+:func:`read_checked_sheet` therefore reads a sheet, measures the model's agreement, and when it
+is implausibly low (below :data:`PLAUSIBLE`) reads the sheet again turned by 90, 180 and 270
+degrees, each with the layout as given and transposed. If one reading is clearly plausible it
+is used and the correction is said (``result.notes``); otherwise the sheet is refused with the
+likely cause, unless ``accept_implausible=True``. Labels always come from the layout, never
+from the model: the model only decides whether the layout fits the photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from . import evaluation, paths
+from .sheet_reading import Digit, SheetError, SheetLayout, SheetResult, check_sheet_list, process_sheet, read_image, save_error_sheet, sheet_names
+
+PLAUSIBLE = 0.45  # chance is 10%; a correctly labelled real writer the model reads poorly: about 60%
+BETTER_BY = 0.25  # a corrected reading must beat the one as given by this much
+ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+@dataclass
+class Check:
+    """The model's verdict on one sheet (or folder) of labelled digits."""
+
+    source: str
+    agreement: float  # share of digits the model reads as their label
+    rotation: int = 0  # degrees clockwise the image was turned before reading
+    layout: SheetLayout | None = None  # the layout used (as given, or transposed)
+    corrected: bool = False
+    accepted: bool = True
+    message: str = ""
+
+
+def model_predictions(model, digits: list[Digit]) -> np.ndarray:
+    """The model's reading of every digit (predicted labels, int array)."""
+    x = torch.from_numpy(np.stack([d.image for d in digits]))
+    return evaluation.predict(model, x).argmax(1).numpy()
+
+
+def agreement(model, digits: list[Digit]) -> tuple[float, np.ndarray]:
+    """(share of digits read as their label, predictions)."""
+    if not digits:
+        return 0.0, np.zeros(0, int)
+    predicted = model_predictions(model, digits)
+    return float(np.mean(predicted == np.array([d.label for d in digits]))), predicted
+
+
+def label_pattern(digits: list[Digit], predicted: np.ndarray) -> str:
+    """A likely cause in the labels themselves: the model consistently reads label L as another digit.
+
+    Returns e.g. "the model reads the digits labelled 0, 1, 2, 3 as 9, 8, 7, 6" when at least
+    three labels are each read mostly (half or more) as one other digit, or '' when not.
+    """
+    labels = np.array([d.label for d in digits])
+    mapping = {}
+    for label in sorted(set(labels.tolist())):
+        reads = predicted[labels == label]
+        if len(reads) < 3:
+            continue
+        value, count = np.unique(reads, return_counts=True)
+        top = int(value[np.argmax(count)])
+        if top != label and count.max() >= 0.5 * len(reads):
+            mapping[label] = top
+    if len(mapping) < 3:
+        return ""
+    return (f"the model consistently reads the digits labelled {', '.join(map(str, mapping))} as "
+            f"{', '.join(map(str, mapping.values()))}")
+
+
+def _turned(image: np.ndarray, rotation: int) -> np.ndarray:
+    return image if ROTATIONS[rotation] is None else cv2.rotate(image, ROTATIONS[rotation])
+
+
+def _alternatives(layout: SheetLayout):
+    """Every other (rotation, layout) to try: turned by 90/180/270 degrees, layout as given or transposed."""
+    layouts = [layout] if layout.transposed() == layout else [layout, layout.transposed()]
+    for rotation in (180, 90, 270, 0):  # upside down is the most common mistake
+        for candidate in layouts:
+            if (rotation, candidate) != (0, layout):
+                yield rotation, candidate
+
+
+def _how(rotation: int, layout: SheetLayout, given: SheetLayout) -> str:
+    parts = []
+    if rotation:
+        parts.append(f"turned by {rotation} degrees clockwise" + (" (the photo was upside down)" if rotation == 180 else ""))
+    if layout != given:
+        parts.append(f"with the layout transposed to {layout.describe()}")
+    return " and ".join(parts)
+
+
+def read_checked_sheet(image: np.ndarray, layout: SheetLayout, model, source: str = "sheet",
+                       accept_implausible: bool = False) -> tuple[SheetResult, Check]:
+    """Read one sheet and check its labels with ``model``; correct a turned photo or transposed layout.
+
+    Raises :class:`SheetError` when the sheet cannot be read in any orientation, or when the
+    model rejects its labels wholesale and no orientation is clearly better (unless
+    ``accept_implausible``; the result then carries a warning in ``notes``).
+    """
+    first_error = None
+    try:
+        result = process_sheet(image, layout, source=source)
+        score, predicted = agreement(model, result.digits)
+    except SheetError as err:
+        if err.cause != "turned":
+            raise
+        first_error, result, score, predicted = err, None, -1.0, np.zeros(0, int)
+    if score >= PLAUSIBLE:
+        return result, Check(source, score, 0, layout, message=f"{source}: the pre-trained model reads "
+                                                               f"{100 * score:.0f}% of the digits as labelled")
+    best = None
+    for rotation, candidate in _alternatives(layout):
+        try:
+            other = process_sheet(_turned(image, rotation), candidate, source=source)
+        except SheetError:
+            continue
+        other_score, _ = agreement(model, other.digits)
+        if best is None or other_score > best[0]:
+            best = (other_score, rotation, candidate, other)
+        if other_score >= 0.8:  # clearly the right way round: no need to try the rest
+            break
+    if best is not None and best[0] >= PLAUSIBLE and best[0] >= max(score, 0.0) + BETTER_BY:
+        other_score, rotation, candidate, other = best
+        as_given = f"{100 * score:.0f}% as photographed" if score >= 0 else "it could not be read as photographed"
+        note = (f"{source}: read {_how(rotation, candidate, layout)}: the pre-trained model then reads "
+                f"{100 * other_score:.0f}% of the digits as labelled ({as_given}).")
+        other.notes.append(note)
+        return other, Check(source, other_score, rotation, candidate, corrected=True, message=note)
+    if first_error is not None:
+        raise first_error
+    tried = f"{100 * best[0]:.0f}%" if best is not None else "no other reading fits the layout"
+    pattern = label_pattern(result.digits, predicted)
+    causes = (f"{pattern} - are the `digits` of the layout in the order they were written on the sheet, and is "
+              "the order (row_is_sequence or row_is_digit) right" if pattern else
+              "a layout that does not match the sheet (rows and columns, the order of the digits), or a photo "
+              "too blurred or cut badly to show the digits")
+    message = (f"{source}: the pre-trained model reads only {100 * score:.0f}% of the digits as the labels the "
+               f"layout ({layout.describe()}) gives them; chance is 10%, and even a writer the model reads poorly "
+               f"gets about 60%. Turned by 90, 180 or 270 degrees or with the layout transposed, the best is "
+               f"{tried}. Likely cause: {causes}.")
+    if not accept_implausible:
+        raise SheetError(message + " Nothing was written. Correct the layout in the parameters cell; if you are "
+                                   "sure it is right, set ACCEPT_IMPLAUSIBLE = True.", result.annotated)
+    result.notes.append("WARNING (accepted with ACCEPT_IMPLAUSIBLE): " + message)
+    return result, Check(source, score, 0, layout, accepted=True, message=result.notes[-1])
+
+
+def read_checked_sheets(sheets: list[tuple[Path, SheetLayout]], model, accept_implausible: bool = False,
+                        on_error_dir: Path | None = paths.FIGURES_DIR) -> tuple[list[Digit], list[SheetResult], list[Check]]:
+    """:func:`read_checked_sheet` for every sheet of a dataset; nothing is kept unless all pass.
+
+    On a refusal the annotated page is saved as ``sheet_errors_<stem>.png`` (never over a
+    dataset figure) and the error re-raised. Every digit gets ``sheet``, a name unique among
+    these sheets.
+    """
+    check_sheet_list(sheets)
+    names = sheet_names([p for p, _ in sheets])
+    digits, results, checks = [], [], []
+    for (path, layout), name in zip(sheets, names):
+        path = Path(path)
+        try:
+            result, check = read_checked_sheet(read_image(path), layout, model, path.name, accept_implausible)
+        except SheetError as err:
+            save_error_sheet(err, path, on_error_dir)
+            raise
+        for d in result.digits:
+            d.sheet = name
+        digits.extend(result.digits)
+        results.append(result)
+        checks.append(check)
+    return digits, results, checks
+
+
+def check_digits(digits: list[Digit], model, source: str, accept_implausible: bool = False) -> Check:
+    """The same check for a folder of cut digits (labelled by folder): refuse labels the model rejects wholesale."""
+    score, predicted = agreement(model, digits)
+    message = f"{source}: the pre-trained model reads {100 * score:.0f}% of the digits as labelled"
+    if score >= PLAUSIBLE:
+        return Check(source, score, message=message)
+    pattern = label_pattern(digits, predicted)
+    message = (f"{source}: the pre-trained model reads only {100 * score:.0f}% of the digits as the labels of their "
+               f"folders (chance is 10%, a writer it reads poorly about 60%)"
+               + (f"; {pattern}: are the images in the right folders?" if pattern else
+                  ": are the images in the right folders, upright, and each one digit?"))
+    if not accept_implausible:
+        raise SheetError(message + " Nothing was written. Fix the folders; if you are sure they are right, set "
+                                   "ACCEPT_IMPLAUSIBLE = True.")
+    return Check(source, score, message="WARNING (accepted with ACCEPT_IMPLAUSIBLE): " + message)
