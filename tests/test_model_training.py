@@ -106,11 +106,25 @@ def test_ranking_uses_mean_accuracy_then_loss():
     rows = []
     for lr, accs, loss in ((1e-3, [0.9, 0.9], 0.5), (1e-2, [1.0, 0.8], 0.3), (3e-2, [0.95, 0.95], 0.9), (3e-3, [0.95, 0.95], 0.4)):
         for seed, acc in enumerate(accs):
-            rows.append({"n_last": 1, "lr": lr, "batch_size": 8, "epochs": 5, "augment": False,
-                         "body_lr_factor": 1.0, "seed": seed, "val_acc": acc, "val_loss": loss})
+            rows.append({"n_last": 1, "lr": lr, "batch_size": 8, "epochs": 5, "augment": False, "body_lr_factor": 1.0,
+                         "seed": seed, "val_acc": acc, "val_correct": round(20 * acc), "val_loss": loss})
     ranking = tuning.rank_configurations(pd.DataFrame(rows))
     assert ranking.lr.tolist() == [3e-3, 3e-2, 1e-2, 1e-3]
     assert tuning.best_config(ranking).lr == 3e-3
+
+
+def test_equal_counts_tie_exactly_and_the_loss_decides():
+    """10/20 and 16/20 over two seeds against 13/20 twice: the same 26 images right, but the means of the
+    float32 accuracies differ in the last bit, and only the counts let the validation loss decide."""
+    rows = []
+    for lr, counts, loss in ((1e-3, (10, 16), 0.30), (1e-2, (13, 13), 0.10)):
+        for seed, count in enumerate(counts):
+            rows.append({"n_last": 1, "lr": lr, "batch_size": 8, "epochs": 5, "augment": False, "body_lr_factor": 1.0,
+                         "seed": seed, "val_acc": torch.tensor(count / 20).item(), "val_correct": count,
+                         "val_loss": loss})
+    ranking = tuning.rank_configurations(pd.DataFrame(rows))
+    assert ranking.val_correct_mean.tolist() == [13.0, 13.0]
+    assert ranking.lr.tolist() == [1e-2, 1e-3]  # the lower validation loss wins the tie
 
 
 def test_random_affine_is_reproducible_moves_digits_and_keeps_background():

@@ -77,14 +77,17 @@ def tricks_search(pretrained: DigitCNN, train: dict, val: dict, base: FinetuneCo
 def rank_configurations(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and spread over seeds per configuration, best first.
 
-    Ranked by mean validation accuracy; ties broken by mean validation loss (lower is better).
+    Ranked by mean validation accuracy, computed from the counts of correct images so that two
+    configurations with the same count tie exactly (float accuracies can differ in the last bit);
+    ties are broken by mean validation loss (lower is better).
     """
     summary = (
         runs.groupby(CONFIG_COLUMNS)
         .agg(val_acc_mean=("val_acc", "mean"), val_acc_std=("val_acc", "std"), val_acc_min=("val_acc", "min"),
-             val_acc_max=("val_acc", "max"), val_loss_mean=("val_loss", "mean"), seeds=("seed", "count"))
+             val_acc_max=("val_acc", "max"), val_correct_mean=("val_correct", "mean"),
+             val_loss_mean=("val_loss", "mean"), seeds=("seed", "count"))
         .reset_index()
-        .sort_values(["val_acc_mean", "val_loss_mean"], ascending=[False, True], kind="stable")
+        .sort_values(["val_correct_mean", "val_loss_mean"], ascending=[False, True], kind="stable")
         .reset_index(drop=True)
     )
     summary.insert(0, "rank", range(1, len(summary) + 1))
