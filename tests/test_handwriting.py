@@ -40,7 +40,7 @@ def test_writers_load_once_with_their_indices():
 
 
 def test_separate_strokes_stay_separate_and_pen_lifts_cut_gaps():
-    five = [[[10, 10], [10, 30], [30, 35], [30, 55], [5, 60]], [[18, 0], [40, 0]]]  # the hat does not touch the body
+    five = [[[10, 10], [10, 30], [30, 35], [30, 55], [5, 60]], [[18, 0], [40, 0]]]  # hat apart from the body
     mask = hw.draw_digit(five, 100, 6)
     assert cv2.connectedComponents((mask > 0).astype(np.uint8))[0] - 1 == 2
     assert abs(mask.shape[0] - 100) <= 2  # normalised to the asked height, pen included
@@ -82,7 +82,8 @@ def test_strokes_lie_inside_their_own_truth_boxes(spec):
     owners = []
     for i in range(1, n):  # every stroke (piece of ink) lies within exactly one digit's box
         x, y, w, h = stats[i, :4]
-        owner = [k for k, (bx, by, bw, bh) in enumerate(boxes) if bx <= x and by <= y and x + w <= bx + bw and y + h <= by + bh]
+        owner = [k for k, (bx, by, bw, bh) in enumerate(boxes)
+                 if bx <= x and by <= y and x + w <= bx + bw and y + h <= by + bh]
         assert len(owner) == 1, f"ink piece {stats[i]} lies in boxes {owner}"
         owners.append(owner[0])
     assert sorted(set(owners)) == list(range(len(boxes)))  # and every box holds ink
@@ -94,7 +95,8 @@ def test_strokes_lie_inside_their_own_truth_boxes(spec):
 def test_truth_records_respect_layout_writer_and_indices():
     writer = hw.load_writers()["W04"]
     keep = tuple(d.index for d in writer if d.index % 2 == 0)  # the odd ones are held out
-    spec = replace(CLEAN, writer="W04", indices=keep, layout=SheetLayout(rows=9, cols=10, order="row_is_digit", digits=tuple(range(1, 10))))
+    layout = SheetLayout(rows=9, cols=10, order="row_is_digit", digits=tuple(range(1, 10)))
+    spec = replace(CLEAN, writer="W04", indices=keep, layout=layout)
     _, truth = hw.render_page(spec)
     assert {(t["row"], t["col"]) for t in truth} == {(r, c) for r in range(9) for c in range(10)}
     assert all(t["label"] == spec.layout.label_at(t["row"], t["col"]) == writer[t["index"]].label for t in truth)
@@ -144,7 +146,7 @@ def test_ruled_and_lined_paper_have_their_lines():
         rows, cols = _long_lines(page, 1), _long_lines(page, 0)
         assert rows.any() and cols.any()
         dark = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY) < 215
-        assert not dark[:, :20].any() and not dark[:, -20:].any() and not dark[:20].any()  # lines end inside the page
+        assert not dark[:, :20].any() and not dark[:, -20:].any() and not dark[:20].any()  # lines end in the page
         ys = np.nonzero(rows)[0]
         assert len(np.split(ys, np.nonzero(np.diff(ys) > 1)[0] + 1)) == CLEAN.layout.rows + 1
     thin, thick = (hw.render_page(replace(CLEAN, paper=p))[0] for p in ("table_thin", "table_thick"))
@@ -162,7 +164,11 @@ def test_ink_colour_and_pen_width():
     k = black[_ink(black)].astype(int)
     assert abs(k[:, 0].mean() - k[:, 2].mean()) < 15
     marker, _ = hw.render_page(replace(CLEAN, pen="marker"))
-    width = lambda page: float(cv2.distanceTransform(_ink(page).astype(np.uint8), cv2.DIST_L2, 3)[_ink(page)].mean())  # noqa: E731
+
+    def width(page):
+        ink = _ink(page)
+        return float(cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)[ink].mean())
+
     assert width(marker) > 1.5 * width(black)
 
 
@@ -213,7 +219,8 @@ def test_corpus_covers_every_layout_and_trait():
 
 
 def test_rendering_a_sheet_takes_well_under_a_second():
-    specs = [s for s in hw.corpus() if s.capture != "scan"][:4] + [s for s in hw.corpus() if s.capture == "scan"][:1]
+    corpus = hw.corpus()
+    specs = [s for s in corpus if s.capture != "scan"][:4] + [s for s in corpus if s.capture == "scan"][:1]
     hw.render_sheet(specs[0])  # warm up
     for spec in specs:  # best of two; CPU time too, so that other busy processes do not count
         times = []

@@ -157,7 +157,9 @@ def writer_images(writer: str, indices=None) -> tuple[np.ndarray, np.ndarray, np
     """A writer's digits (all, or those at ``indices``) as (uint8 [N, 28, 28], labels, indices)."""
     digits = load_writers()[writer]
     indices = np.arange(len(digits)) if indices is None else np.asarray(indices, dtype=np.int64)
-    images = np.stack([digit_image(digits[i].strokes) for i in indices]) if len(indices) else np.zeros((0, 28, 28), np.uint8)
+    images = np.zeros((len(indices), 28, 28), np.uint8)
+    for k, i in enumerate(indices):
+        images[k] = digit_image(digits[i].strokes)
     labels = np.array([digits[i].label for i in indices], dtype=np.int64)
     return images, labels, indices
 
@@ -227,7 +229,7 @@ def _choose_digits(spec: SheetSpec, rng: np.random.Generator) -> dict[int, list]
             need[lay.label_at(r, c)] += 1
     for label, pool in pools.items():
         if len(pool) < need[label]:
-            raise ValueError(f"{spec.writer}: the sheet needs {need[label]} {label}s, the allowed indices hold {len(pool)}")
+            raise ValueError(f"{spec.writer}: the sheet needs {need[label]} {label}s, the indices allow {len(pool)}")
         pools[label] = [pool[j] for j in rng.permutation(len(pool))]
     return pools
 
@@ -250,7 +252,8 @@ def _light(shape, spec: SheetSpec, rng: np.random.Generator) -> np.ndarray | Non
         ramp = gx * (xx / w - 0.5) + gy * (yy / h - 0.5)
         cx, cy = rng.uniform(0, 1, 2)
         corner = np.hypot(xx / w - cx, yy / h - cy)
-        small = 1 - rng.uniform(0.15, 0.3) * (ramp - ramp.min()) / max(1e-6, np.ptp(ramp)) - rng.uniform(0.1, 0.2) * corner
+        spread = rng.uniform(0.15, 0.3) * (ramp - ramp.min()) / max(1e-6, np.ptp(ramp))
+        small = 1 - spread - rng.uniform(0.1, 0.2) * corner
         light = cv2.resize(small.astype(np.float32), (pw, ph))
     if spec.shadow:  # something between the lamp and the paper: a straight, nearly sharp edge
         mask = np.zeros((ph, pw), np.uint8)
@@ -410,7 +413,8 @@ def render_page(spec: SheetSpec) -> tuple[np.ndarray, list[dict]]:
             x = int(round(lefts[c]))
             if g.table:  # a little below the middle of the cell
                 room = g.pitch - 2 * pen_px - 8 - h
-                y = g.top + r * g.pitch + pen_px + 4 + room * np.clip(rng.normal(0.55, 0.12 if spec.wobble else 0.06), 0, 1)
+                where = np.clip(rng.normal(0.55, 0.12 if spec.wobble else 0.06), 0, 1)
+                y = g.top + r * g.pitch + pen_px + 4 + room * where
             else:  # on the row's baseline, which tilts and bows when the rows drift
                 along = (x + w / 2 - g.width / 2) / (g.usable_w / 2)  # -1 .. 1
                 base = g.baseline(r) - np.tan(np.radians(tilt)) * along * g.usable_w / 2 + bow * (along**2 - 1 / 3)
@@ -458,8 +462,8 @@ def _specks(page: np.ndarray, boxes, height: float, rng: np.random.Generator) ->
         if placed >= rng.integers(8, 16):
             break
         x, y = rng.uniform(0.03, 0.97) * pw, rng.uniform(0.03, 0.97) * ph
-        near = (x > b[:, 0] - margin) & (x < b[:, 0] + b[:, 2] + margin) & (y > b[:, 1] - margin) & (y < b[:, 1] + b[:, 3] + margin)
-        if near.any():
+        near_x = (x > b[:, 0] - margin) & (x < b[:, 0] + b[:, 2] + margin)
+        if (near_x & (y > b[:, 1] - margin) & (y < b[:, 1] + b[:, 3] + margin)).any():
             continue
         alpha = np.zeros((24, 24), np.uint8)
         if rng.random() < 0.75:

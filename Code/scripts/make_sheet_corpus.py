@@ -41,13 +41,15 @@ def main() -> None:
         seconds = time.perf_counter() - start
         stem = f"{k:02d}_{spec.name}"
         image_name = stem + (".png" if spec.capture == "scan" else ".jpg")
-        cv2.imwrite(str(args.out / image_name), image, [cv2.IMWRITE_JPEG_QUALITY, 95] if spec.capture != "scan" else [])
+        quality = [] if spec.capture == "scan" else [cv2.IMWRITE_JPEG_QUALITY, 95]
+        cv2.imwrite(str(args.out / image_name), image, quality)
         fields = dataclasses.asdict(spec)
         record = {"image": image_name, "spec": fields, "traits": sorted(spec.traits), "digits": truth}
         (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1))
         index.append({"image": image_name, "writer": spec.writer, "layout": fields["layout"],
                       "traits": sorted(spec.traits), "render_s": round(seconds, 3)})
-        print(f"{image_name:45s} {image.shape[1]}x{image.shape[0]}  {seconds:.2f} s  {' '.join(sorted(spec.traits))}")
+        size = f"{image.shape[1]}x{image.shape[0]}"
+        print(f"{image_name:45s} {size}  {seconds:.2f} s  {' '.join(sorted(spec.traits))}")
     (args.out / "index.json").write_text(json.dumps(index, indent=1))
     (args.out / "README.txt").write_text(ATTRIBUTION)
     print(f"wrote {len(index)} sheets to {args.out}")
