@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import typst
 
-from . import paths, stats
+from . import heldout, paths, stats
 from .evaluation import format_accuracy
 from .model import STAGES, DigitCNN, count_parameters
 from .results import four_evaluations, load_all, to_json
 from .tuning import RUN_KEYS
+from .writer_study import COMPARISONS, MODELS, selection_cost_summary
 
 # The candidates whose epoch cost notebook 00 measures, by the short names the report uses.
 CANDIDATES = {"lenet5": "LeNet-5", "ours": "compact CNN (ours)", "resnet18": "ResNet-18 (28x28)"}
@@ -109,6 +110,58 @@ def report_data(results: dict | None = None) -> dict:
         },
         "fit": fit_statistics([last["curves"], many["curves"]]),
         "heldout": heldout_data(results),
+        "study": study_data(results.get("study")),
+        "sample": sample_data(manifest),
+    }
+
+
+def sample_data(manifest: pd.DataFrame) -> dict | None:
+    """Whether the dataset was cut from the shipped sample sheet, and whose handwriting that is
+    (``writer`` is ``None`` for a synthetic font sheet); ``None`` for a student's own sheets."""
+    if set(manifest.source) != {heldout.SAMPLE_SHEET.name}:
+        return None
+    found = heldout.sample_writer()
+    return {"writer": found[0] if found else None, "on_sheet": len(found[1]) if found else int(len(manifest))}
+
+
+SHORT = dict(zip(MODELS, ("pre", "last", "many")))  # the study's model names -> the report's keys
+
+
+def _gain(gain: dict) -> dict:
+    worse = sorted(w for w, v in gain["per_writer"].items() if v < 0)
+    return {**{k: gain[k] for k in ("mean", "ci_low", "ci_high", "better", "worse", "equal")}, "worse_writers": worse}
+
+
+def study_data(study: dict | None) -> dict | None:
+    """The writer study (notebook 05) in numbers: accuracies and paired gains with their intervals
+    across writers on held-out digits and on the 20-image tests, spread over split seeds, the
+    writers the pre-trained model reads perfectly or worst, and what selection on 20 images cost."""
+    if not study or "summary" not in study:
+        return None
+    summary, table, writers = study["summary"], study["study"], study["writers"]
+
+    def part(name: str) -> dict:
+        s = summary[name]
+        return {"accuracy": {SHORT[m]: s["accuracy"][m] for m in MODELS},
+                "gains": {f"{SHORT[a]}_vs_{SHORT[b]}": _gain(s["gains"][f"{a} - {b}"]) for a, b in COMPARISONS},
+                "seed_std": {SHORT[m]: s["seed_std"][m] for m in MODELS}}
+
+    sizes = table[table.model == MODELS[0]].groupby("writer").heldout_total.first()
+    worst = writers.loc[writers.accuracy.idxmin()]
+    selection = selection_cost_summary(study["selection"]) if "selection" in study else pd.DataFrame()
+    return {
+        "writers": summary["heldout"]["writers"], "split_seeds": summary["heldout"]["split_seeds"],
+        "grids": {SHORT[k]: v for k, v in (summary.get("grids") or {}).items()},
+        "heldout_min": int(sizes.min()), "heldout_max": int(sizes.max()),
+        "heldout": part("heldout"), "own_test": part("own_test"),
+        "perfect_writers": sorted(writers.loc[writers.perfect.astype(bool), "writer"]),
+        "worst_writer": {"writer": worst.writer, "correct": int(worst.correct), "digits": int(worst.digits),
+                         "accuracy": float(worst.accuracy), "worst_digit": int(worst.worst_digit),
+                         "worst_digit_recall": float(worst.worst_digit_recall)},
+        "selection": {SHORT[r["strategy"]]: {k: r[k] for k in ("writer", "configurations", "tied_on_val", "cost",
+                                                              "chosen_heldout_acc_mean", "best_heldout_acc_mean",
+                                                              "tied_heldout_min", "tied_heldout_max")}
+                      for r in selection.to_dict("records")},
     }
 
 

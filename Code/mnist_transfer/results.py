@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from .writer_study import load_study
 
 # The two fine-tuning experiments, by the name their files carry.
 EXPERIMENTS = ("finetune_last_layer", "finetune_n_layers")
@@ -106,7 +107,8 @@ def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
 def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.PRETRAINED_METRICS,
              manifest: Path = paths.MANIFEST) -> dict:
     """Every results file at once: ``pretrained`` (checkpoint JSON), ``baseline`` (its own-test
-    predictions under ``predictions``), ``last`` and ``many`` (:func:`load_experiment`), ``manifest``."""
+    predictions under ``predictions``), ``last`` and ``many`` (:func:`load_experiment`), ``manifest``, and
+    ``study``, the writer study of notebook 05 (:func:`.writer_study.load_study`; empty before it ran)."""
     baseline = load_results("baseline", results_dir)
     baseline["predictions"] = load_predictions("pretrained_own_test", results_dir)
     if baseline.get("heldout"):
@@ -117,6 +119,7 @@ def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.P
         "last": load_experiment(EXPERIMENTS[0], results_dir),
         "many": load_experiment(EXPERIMENTS[1], results_dir),
         "manifest": pd.read_csv(manifest),
+        "study": load_study(results_dir),
     }
 
 

@@ -398,7 +398,7 @@ def _n_values(grids: dict[str, Grid]) -> tuple[int, ...]:
 def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: dict[str, Grid] | None = None,
               pretrained: DigitCNN | None = None, final_seed: int = FINAL_SEED, threads: int | None = 1,
               progress: bool = True) -> dict:
-    """The protocol for every writer x split seed: ``{"study", "predictions", "splits", "seconds"}``.
+    """The protocol for every writer x split seed: ``{"study", "predictions", "splits", "seconds", "grids"}``.
 
     ``grids`` defaults to :data:`DEFAULT_GRIDS` (``full=True``: :data:`FULL_GRIDS`).
     ``study``: one row per writer x split seed x model (counts on validation, own test, held-out;
@@ -423,7 +423,8 @@ def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: 
             predictions.append(p)
             splits.append(s)
     return {"study": pd.DataFrame(rows), "predictions": pd.concat(predictions, ignore_index=True),
-            "splits": pd.concat(splits, ignore_index=True), "seconds": round(time.perf_counter() - start, 1)}
+            "splits": pd.concat(splits, ignore_index=True), "seconds": round(time.perf_counter() - start, 1),
+            "grids": {strategy: asdict(grid) for strategy, grid in grids.items()}}
 
 
 # --------------------------------------------------------------------------- summary
@@ -639,7 +640,7 @@ def save_study(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Pat
             frame.to_csv(written[key], index=False)
     if "study" in outputs:
         written["summary"] = folder / FILES["summary"]
-        summary = {**study_summary(outputs["study"]), "seconds": outputs.get("seconds")}
+        summary = {**study_summary(outputs["study"]), "seconds": outputs.get("seconds"), "grids": outputs.get("grids")}
         written["summary"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
     return written
 
