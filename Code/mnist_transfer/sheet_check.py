@@ -115,7 +115,7 @@ def read_checked_sheet(image: np.ndarray, layout: SheetLayout, model, source: st
         result = process_sheet(image, layout, source=source)
         score, predicted = agreement(model, result.digits)
     except SheetError as err:
-        if err.cause != "turned":
+        if err.cause == "page":  # no page, too dark, overexposed: turning it will not help
             raise
         first_error, result, score, predicted = err, None, -1.0, np.zeros(0, int)
     if score >= PLAUSIBLE:

@@ -43,7 +43,7 @@ class SheetError(ValueError):
     def __init__(self, message: str, annotated: np.ndarray | None = None, cause: str = ""):
         super().__init__(message)
         self.annotated = annotated
-        self.cause = cause  # "turned" when the writing looks turned by 90 degrees against the layout
+        self.cause = cause  # "page": no usable page in the photo; "turned": the writing looks turned by 90 degrees
 
 
 @dataclass(frozen=True)
@@ -629,7 +629,7 @@ def _same_digit(a: Piece, b: Piece, height: float, stroke: float) -> bool:
     small, body = (a, b) if a.box[3] < b.box[3] else (b, a)
     sx, sy, sw, sh = small.box
     bx, by, bw, bh = body.box
-    flat = sh <= 0.4 * height and (sw >= 1.2 * sh or max(sw, sh) < 0.5 * height)
+    flat = sh <= 0.4 * height and sw >= 1.5 * sh
     if flat and bh >= 0.5 * height and gap <= 0.2 * height:  # a hat or bar beside the body's upper part
         return by - 0.3 * height <= sy + sh / 2 <= by + 0.6 * bh
     return False
@@ -767,7 +767,7 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     try:
         page, kind, to_image = page_and_transform(image)
     except SheetError as err:
-        raise SheetError(f"{source}: {err}") from None
+        raise SheetError(f"{source}: {err}", cause="page") from None
     steps = {"page": kind}
     ink = binarize(page)
     height, stroke = ink_scale(ink)

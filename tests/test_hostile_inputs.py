@@ -1,0 +1,340 @@
+"""Hostile inputs (issue 10): no silent wrong result, no data loss, and every error names the file
+or the row and column, and the fix.
+
+Sheets are real handwriting (one UNIPEN writer, :mod:`mnist_transfer.handwriting`) at scan
+resolution, turned, reversed, scribbled on, darkened, blurred; datasets are tampered with
+after writing; checkpoints are truncated or made for another network.
+"""
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mnist_transfer import data, dataset_writing, handwriting, model, sheet_check, sheet_reading
+from mnist_transfer.sheet_reading import SheetError, SheetLayout
+
+LAYOUT = SheetLayout()  # 12 rows of 0..9
+TURNED = SheetLayout(rows=10, cols=12, order="row_is_digit")  # the "obvious fix" for a photo turned by 90 degrees
+
+
+@pytest.fixture(scope="module")
+def sheet():
+    """A clean scan of 12 rows of 0..9 by writer W03, and its digits read upright (the reference)."""
+    image, truth = handwriting.render_sheet(handwriting.SheetSpec(writer="W03", layout=LAYOUT, seed=5))
+    reference = sheet_reading.process_sheet(image, LAYOUT)
+    return image, truth, reference
+
+
+def _same_digits(result, reference):
+    """The same (row, column, label) with the same pixels, as a set."""
+    key = lambda d: (d.row, d.col, d.label, d.image.tobytes())  # noqa: E731
+    return sorted(map(key, result.digits)) == sorted(map(key, reference.digits))
+
+
+# --------------------------------------------------------------------------- orientation and layout
+
+
+def test_upside_down_photo_is_read_the_right_way_round_and_said(sheet, pretrained):
+    image, _, reference = sheet
+    upside_down = cv2.rotate(image, cv2.ROTATE_180)
+    assert sheet_check.agreement(pretrained, sheet_reading.process_sheet(upside_down, LAYOUT).digits)[0] < 0.2
+    result, check = sheet_check.read_checked_sheet(upside_down, LAYOUT, pretrained, "upside.jpg")
+    assert check.corrected and check.rotation == 180
+    assert "turned by 180 degrees" in result.notes[0] and "upside.jpg" in result.notes[0]
+    assert _same_digits(result, reference)
+
+
+@pytest.mark.parametrize("layout", [TURNED, LAYOUT], ids=["obvious-fix-layout", "layout-as-written"])
+def test_photo_turned_by_90_degrees_is_read_upright(sheet, pretrained, layout):
+    image, _, reference = sheet
+    turned = cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    result, check = sheet_check.read_checked_sheet(turned, layout, pretrained, "turned.jpg")
+    assert check.corrected and check.rotation == 270 and check.layout == LAYOUT
+    assert "turned by 270 degrees" in result.notes[0]
+    assert _same_digits(result, reference)  # upright images, labels from the layout as written
+
+
+def test_reversed_digits_order_is_refused_with_the_cause(sheet, pretrained):
+    image, _, _ = sheet
+    reversed_layout = SheetLayout(digits=tuple(range(9, -1, -1)))
+    with pytest.raises(SheetError) as info:
+        sheet_check.read_checked_sheet(image, reversed_layout, pretrained, "reversed.jpg")
+    message = str(info.value)
+    assert "reversed.jpg" in message and "labelled 0, 1, 2" in message and "`digits`" in message
+    assert "ACCEPT_IMPLAUSIBLE" in message and "Nothing was written" in message
+    result, check = sheet_check.read_checked_sheet(image, reversed_layout, pretrained, "reversed.jpg",
+                                                   accept_implausible=True)
+    assert check.accepted and result.notes[0].startswith("WARNING")
+    assert {d.label for d in result.digits if d.col == 0} == {9}  # labels from the layout, never from the model
+
+
+def test_a_poorly_read_writer_is_not_refused(sheet, pretrained, monkeypatch):
+    """60% agreement (a real writer the model reads poorly) is plausible: accepted as written."""
+    image, _, reference = sheet
+    labels = np.array([d.label for d in reference.digits])
+    wrong = np.arange(len(labels)) % 5 < 2  # 40% read as something else
+    monkeypatch.setattr(sheet_check, "model_predictions", lambda m, digits: np.where(wrong, (labels + 1) % 10, labels))
+    result, check = sheet_check.read_checked_sheet(image, LAYOUT, pretrained, "poor.jpg")
+    assert not check.corrected and check.agreement == pytest.approx(0.6) and result.notes == []
+
+
+# --------------------------------------------------------------------------- marks that are not digits
+
+
+def _scribble(image, x, y, width, height):
+    """A zigzag of a ballpoint pen, ``width`` x ``height`` pixels, from (x, y)."""
+    out = image.copy()
+    pts = np.array([(x + width * (i % 2), y + i * height // 6) for i in range(7)], np.int32)
+    cv2.polylines(out, [pts], False, (30, 30, 30), 3, cv2.LINE_AA)
+    return out
+
+
+def test_scribble_between_two_cells_is_named_not_merged(sheet):
+    image, truth, _ = sheet
+    a, b = [t["box"] for t in truth if t["row"] == 3 and t["col"] in (4, 5)]
+    middle = (a[0] + a[2] + b[0]) // 2
+    scribbled = _scribble(image, middle - 5, a[1] + 10, 10, 40)
+    with pytest.raises(SheetError, match=r"row 4, column 6: 1 mark\(s\) too many in this row") as info:
+        sheet_reading.process_sheet(scribbled, LAYOUT, source="scribble.jpg")
+    assert "scribble.jpg" in str(info.value) and "Erase the mark" in str(info.value)
+
+
+def test_stray_mark_in_the_margin_is_named(sheet):
+    image, truth, _ = sheet
+    top = min(t["box"][1] for t in truth)
+    marked = _scribble(image, 600, top - 90, 45, 45)
+    with pytest.raises(SheetError, match=r"a mark outside the rows of digits, above row 1 .*erase or cover it"):
+        sheet_reading.process_sheet(marked, LAYOUT, source="margin.jpg")
+
+
+def test_specks_of_dust_are_ignored(sheet):
+    image, _, reference = sheet
+    dusty = image.copy()
+    rng = np.random.default_rng(1)
+    for x, y in zip(rng.integers(30, 1200, 25), rng.integers(30, 1700, 25)):
+        cv2.circle(dusty, (int(x), int(y)), 2, (40, 40, 40), -1)
+    result = sheet_reading.process_sheet(dusty, LAYOUT)
+    assert [(d.row, d.col, d.label) for d in result.digits] == [(d.row, d.col, d.label) for d in reference.digits]
+
+
+def test_cropped_off_row_is_named(sheet):
+    image, truth, _ = sheet
+    cut = image[: max(t["box"][1] + t["box"][3] for t in truth if t["row"] == 10) + 20]  # the last row is cut off
+    cut = cv2.copyMakeBorder(cut, 0, 300, 0, 0, cv2.BORDER_CONSTANT, value=(235, 238, 240))
+    with pytest.raises(SheetError, match="found 11 rows of writing, the layout has 12.*row cut off"):
+        sheet_reading.process_sheet(cut, LAYOUT, source="cut.jpg")
+
+
+# --------------------------------------------------------------------------- bad photos
+
+
+@pytest.mark.parametrize("spoil, cause", [
+    (lambda img: (img * 0.15).astype(np.uint8), "too dark"),
+    (lambda img: cv2.convertScaleAbs(img, alpha=7.0), "overexposed"),
+    (lambda img: cv2.GaussianBlur(img, (0, 0), 9), "too blurred"),
+], ids=["dark", "overexposed", "blurred"])
+def test_bad_photo_gets_its_own_message(sheet, spoil, cause):
+    image, _, _ = sheet
+    with pytest.raises(SheetError, match=cause) as info:
+        sheet_reading.process_sheet(spoil(image.astype(np.float32)).astype(np.uint8) if cause != "overexposed"
+                                    else spoil(image), LAYOUT, source="bad.jpg")
+    assert "bad.jpg" in str(info.value) and "darker background" not in str(info.value)
+
+
+def test_unreadable_sheet_file_is_named(tmp_path):
+    bad = tmp_path / "IMG_0001.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(SheetError, match=r"IMG_0001\.jpg' could not be read as an image .*Save the photo again"):
+        sheet_reading.process_sheets([(bad, LAYOUT)], on_error_dir=None)
+
+
+# --------------------------------------------------------------------------- several sheets, file names
+
+
+def _fake(label, i, source, sheet=""):
+    img = np.zeros((28, 28), np.uint8)
+    cv2.putText(img, str(label), (7, 21), cv2.FONT_HERSHEY_SIMPLEX, 0.7, 255, 2)
+    img[27, i % 28] = 40 + i  # every image different
+    return sheet_reading.Digit(img, label, source, i // 10, i % 10, sheet=sheet)
+
+
+def _dirs(root):
+    return {k: root / v for k, v in {"train": "Training Set", "val": "Validation Set", "test": "Test Set"}.items()}
+
+
+def test_sheets_with_the_same_stem_never_overwrite_each_other(tmp_path):
+    paths_ = [tmp_path / "sheet 1.jpg", tmp_path / "sheet_1.jpg", tmp_path / "a" / "IMG_0001.jpg", tmp_path / "b" / "IMG_0001.jpg"]
+    names = sheet_reading.sheet_names(paths_)
+    assert len(set(names)) == 4 and names[0] == "sheet_1-s1" and names[2] == "IMG_0001-s3"
+    assert sheet_reading.sheet_names([tmp_path / "sample_sheet.jpg"]) == ["sample_sheet"]  # the usual name kept
+    digits = [_fake(label, k * 6 + i, p.name, names[k]) for k, p in enumerate(paths_[:2])
+              for label in range(10) for i in range(6)]
+    dirs, manifest = _dirs(tmp_path / "data"), tmp_path / "manifest.csv"
+    dataset_writing.write_dataset(dataset_writing.split_digits(digits), dirs, manifest, backup_dir=tmp_path / "bk")
+    own = data.load_own_dataset(dirs, manifest)
+    assert [len(own[s]["files"]) for s in ("train", "val", "test")] == [80, 20, 20]
+    same_name = [_fake(label, i, "IMG_0001.jpg") for label in range(10) for i in range(6)] * 2  # no unique names
+    with pytest.raises(SheetError, match="would be saved as the same file"):
+        dataset_writing.write_dataset(dataset_writing.split_digits(same_name), _dirs(tmp_path / "x"), tmp_path / "m.csv")
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_sheet_listed_twice_is_refused(tmp_path):
+    with pytest.raises(SheetError, match="listed twice in SHEETS"):
+        sheet_reading.process_sheets([(tmp_path / "s.jpg", LAYOUT), (tmp_path / "s.jpg", LAYOUT)], on_error_dir=None)
+
+
+def test_two_replacements_within_one_second_keep_both_backups(tmp_path):
+    dirs, manifest, backups = _dirs(tmp_path), tmp_path / "manifest.csv", tmp_path / "backups"
+    for shift in range(3):
+        digits = [_fake(label, i + shift * 7, "s.jpg") for label in range(10) for i in range(12)]
+        dataset_writing.write_dataset(dataset_writing.split_digits(digits), dirs, manifest, replace=True, backup_dir=backups)
+    assert len(list(backups.iterdir())) == 2 and len(list(backups.rglob("*.jpg"))) == 240
+
+
+# --------------------------------------------------------------------------- tampered split folders
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    dirs, manifest = _dirs(tmp_path), tmp_path / "manifest.csv"
+    digits = [_fake(label, i, "s.jpg") for label in range(10) for i in range(12)]
+    dataset_writing.write_dataset(dataset_writing.split_digits(digits), dirs, manifest, backup_dir=tmp_path / "bk")
+    data.load_own_dataset(dirs, manifest)  # untouched: loads
+    return dirs, manifest
+
+
+def _load_error(dataset):
+    with pytest.raises(data.DataError) as info:
+        data.load_own_dataset(*dataset)
+    assert "re-run notebook 01" in str(info.value) or "Re-run notebook 01" in str(info.value)
+    return str(info.value)
+
+
+def test_test_image_copied_into_training_is_named(dataset):
+    dirs, _ = dataset
+    test_file = next((dirs["test"] / "3").iterdir())
+    shutil.copy(test_file, dirs["train"] / "3" / "extra.jpg")
+    assert f"Training Set/3/extra.jpg is not in the manifest: it is a copy of Test Set/3/{test_file.name}" in _load_error(dataset)
+
+
+def test_deleted_digit_folder_is_named(dataset):
+    dirs, _ = dataset
+    shutil.rmtree(dirs["train"] / "7")
+    assert "Training Set/7/7_s_r" in _load_error(dataset) and "is missing" in _load_error(dataset)
+
+
+def test_file_moved_to_another_digit_is_named(dataset):
+    dirs, _ = dataset
+    victim = next((dirs["train"] / "2").iterdir())
+    victim.rename(dirs["train"] / "5" / victim.name)
+    message = _load_error(dataset)
+    assert f"Training Set/2/{victim.name} is missing (moved to Training Set/5/{victim.name})" in message
+
+
+def test_black_on_white_rgb_png_in_a_split_folder_is_named(dataset):
+    dirs, _ = dataset
+    Image.new("RGB", (28, 28), "white").save(dirs["val"] / "4" / "scan.png")
+    assert "Validation Set/4/scan.png is not in the manifest (an extra file)" in _load_error(dataset)
+    with pytest.raises(data.DataError, match="scan.png is a dark digit on a light ground"):
+        data.load_split(dirs["val"], manifest=None)
+
+
+@pytest.mark.parametrize("folder", ["10", "a"])
+def test_class_folders_other_than_0_to_9_are_refused(dataset, folder):
+    dirs, _ = dataset
+    (dirs["train"] / folder).mkdir()
+    shutil.copy(next((dirs["train"] / "1").iterdir()), dirs["train"] / folder / "x.jpg")
+    assert f"Training Set/{folder}' is not a class folder: the classes are the digits 0 to 9" in _load_error(dataset)
+
+
+def test_truncated_image_is_named(dataset):
+    dirs, _ = dataset
+    victim = next((dirs["test"] / "6").iterdir())
+    victim.write_bytes(victim.read_bytes()[:200])
+    assert f"Test Set/6/{victim.name} was changed after notebook 01 wrote it" in _load_error(dataset)
+    with pytest.raises(data.DataError, match=rf"{victim.name} cannot be read as an image"):
+        data.load_split(dirs["test"], manifest=None)
+
+
+def test_missing_manifest_is_named(dataset):
+    dirs, manifest = dataset
+    manifest.unlink()
+    with pytest.raises(data.DataError, match="manifest.csv is missing.*Re-run notebook 01"):
+        data.load_own_dataset(dirs, manifest)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    target = tmp_path / "mnist_cnn.pt"
+    shutil.copy(model.paths.PRETRAINED_CHECKPOINT, target)
+    shutil.copy(model.paths.PRETRAINED_METRICS, tmp_path / "mnist_cnn.json")
+    return target
+
+
+def _checkpoint_error(checkpoint, named=None):
+    with pytest.raises(model.CheckpointError) as info:
+        model.load_pretrained("cpu", checkpoint=checkpoint, metrics=checkpoint.with_suffix(".json"))
+    assert str(named or checkpoint) in str(info.value) and "git checkout -- Code/models" in str(info.value)
+    return str(info.value)
+
+
+def test_truncated_checkpoint_is_named(checkpoint):
+    checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
+    assert "truncated or not a PyTorch checkpoint" in _checkpoint_error(checkpoint)
+
+
+def test_checkpoint_of_another_network_is_named(checkpoint):
+    torch.save(model.DigitCNN(widths=(16, 32, 48, 64)).state_dict(), checkpoint)
+    assert "saved for a different network" in _checkpoint_error(checkpoint)
+
+
+def test_corrupt_metrics_file_is_named(checkpoint):
+    checkpoint.with_suffix(".json").write_text("{not json")
+    assert "is not valid JSON" in _checkpoint_error(checkpoint, named=checkpoint.with_suffix(".json"))
+
+
+# --------------------------------------------------------------------------- folders of cut digits
+
+
+def test_tight_and_full_frame_cut_digits_are_accepted_blank_ones_named(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "8").mkdir()
+    tight = np.full((55, 10), 255, np.uint8)
+    cv2.line(tight, (7, 0), (2, 54), 0, 6)  # a '1' cropped to its ink: ink touches every edge
+    cv2.imwrite(str(tmp_path / "1" / "tight.png"), tight)
+    usps = np.zeros((16, 16), np.uint8)  # a full-frame 16x16 '8', white on black, touching top and bottom
+    cv2.ellipse(usps, (8, 4), (4, 4), 0, 0, 360, 255, 2)
+    cv2.ellipse(usps, (8, 11), (5, 4), 0, 0, 360, 255, 2)
+    cv2.imwrite(str(tmp_path / "8" / "usps.png"), usps)
+    digits = sheet_reading.digits_from_folder(tmp_path)
+    assert sorted(d.label for d in digits) == [1, 8]
+    one = next(d for d in digits if d.label == 1).image
+    assert one[:, :10].max() < 40 and one[4:24, 10:18].max() > 200  # a white stroke in the middle, black around
+    cv2.imwrite(str(tmp_path / "8" / "blank.png"), np.full((30, 30), 250, np.uint8))
+    with pytest.raises(SheetError, match=r"8/blank\.png' is blank"):
+        sheet_reading.digits_from_folder(tmp_path)
+
+
+@pytest.mark.parametrize("folder", ["10", "a"])
+def test_digit_folder_named_other_than_0_to_9_is_refused(tmp_path, folder):
+    (tmp_path / folder).mkdir()
+    cv2.imwrite(str(tmp_path / folder / "x.png"), np.zeros((20, 20), np.uint8))
+    with pytest.raises(SheetError, match=rf"{folder}' is not a digit folder: class folders must be named 0 to 9"):
+        sheet_reading.digits_from_folder(tmp_path)
+
+
+def test_refused_sheet_saves_its_own_error_figure_not_the_dataset_figure(sheet, tmp_path):
+    image, _, _ = sheet
+    path = tmp_path / "upside down.jpg"
+    cv2.imwrite(str(path), cv2.GaussianBlur(image, (0, 0), 9))
+    with pytest.raises(SheetError, match="Annotated sheet saved to"):
+        sheet_reading.process_sheets([(path, LAYOUT)], on_error_dir=tmp_path / "figures")
+    assert [p.name for p in (tmp_path / "figures").iterdir()] == ["sheet_errors_upside_down.png"]
