@@ -338,3 +338,13 @@ def test_refused_sheet_saves_its_own_error_figure_not_the_dataset_figure(sheet, 
     with pytest.raises(SheetError, match="Annotated sheet saved to"):
         sheet_reading.process_sheets([(path, LAYOUT)], on_error_dir=tmp_path / "figures")
     assert [p.name for p in (tmp_path / "figures").iterdir()] == ["sheet_errors_upside_down.png"]
+
+
+def test_notebook_01_saves_dataset_figures_only_after_the_dataset_is_written():
+    """A refused run (a sheet, the model check, or an existing dataset) stops before any dataset figure is replaced."""
+    import json
+
+    cells = [''.join(c["source"]) for c in json.loads((model.paths.CODE_DIR / "01_dataset_preparation.ipynb").read_text())["cells"]
+             if c["cell_type"] == "code"]
+    first = lambda text: next(i for i, c in enumerate(cells) if text in c)  # noqa: E731
+    assert first("read_checked_sheets") < first("write_dataset(") < first("save_figure(")
