@@ -241,7 +241,7 @@ def test_report_claims_about_tuning_agree_with_the_grids(report_text, everything
     assert f"{len(reached)} of the {len(firsts)} tuning runs reach 100% training accuracy" in text
     perfect = {k: int((everything[k]["ranking"].val_acc_mean == 1).sum()) for k in ("last", "many")}
     configs = {k: len(everything[k]["ranking"]) for k in ("last", "many")}
-    assert f"{perfect['last']} of the {configs['last']} last-layer configurations" in text
+    assert f"{perfect['last']} of {configs['last']} last-layer and {perfect['many']} of {configs['many']} n-layer" in text
     saturated = perfect == configs
     assert ("Validation accuracy is therefore saturated" in text) == saturated
     meets = everything["pretrained"]["test_accuracy"] >= report.ACCURACY_TARGET
@@ -276,6 +276,19 @@ def test_readme_quotes_the_measured_pretraining_figures():
     assert f"after {round(metrics['train_seconds'])} s of training" in readme
 
 
+def test_readme_quotes_the_sample_writer_as_measured(everything):
+    from mnist_transfer import heldout
+
+    found = heldout.sample_writer()
+    if found is None or not everything["study"]:
+        pytest.skip("no UNIPEN sample writer or no study")
+    readme = re.sub(r"\s+", " ", (paths.PROJECT_ROOT / "README.md").read_text().replace("> ", ""))
+    row = everything["study"]["writers"].set_index("writer").loc[found[0]]
+    assert f"writer {found[0]}" in readme
+    assert f"({row.correct} of {row.digits} digits" in readme
+    assert f"other {everything['baseline']['heldout']['total']} digits, none on the sheet" in readme
+
+
 NOTEBOOKS = sorted(paths.CODE_DIR.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -293,3 +306,116 @@ def test_committed_notebook_shows_every_figure(notebook):
 def test_notebooks_stay_small():
     sizes = {nb.name: nb.stat().st_size for nb in NOTEBOOKS}
     assert sum(sizes.values()) < 6_000_000, sizes
+
+
+# --------------------------------------------------------------------------- held-out digits and the writer study
+
+
+def _heldout_available(everything):
+    return bool(everything["baseline"].get("heldout"))
+
+
+def test_heldout_digits_are_exactly_the_writers_digits_not_on_the_sheet(everything):
+    from mnist_transfer import handwriting, heldout
+
+    if not _heldout_available(everything):
+        pytest.skip("the dataset was not cut from the shipped sample sheet")
+    writer, on_sheet = heldout.sample_writer()
+    everyone = {d.index for d in handwriting.load_writers()[writer]}
+    for key in ("baseline", "last", "many"):
+        files = everything[key]["heldout_predictions"].file
+        indices = {int(f.split("#")[1]) for f in files}
+        assert all(f.startswith(f"{writer}#") for f in files)
+        assert indices == everyone - set(on_sheet) and not indices & set(on_sheet)
+        record = everything[key]["heldout"]
+        frame = everything[key]["heldout_predictions"]
+        assert record["correct"] == int((frame.pred == frame.true).sum()) and record["total"] == len(frame)
+
+
+def test_report_heldout_claims_agree_with_the_predictions(report_text, everything):
+    if not _heldout_available(everything):
+        pytest.skip("no held-out digits")
+    text, _ = report_text
+    pred = {k: everything[k]["heldout_predictions"].correct.astype(bool).to_numpy() for k in ("baseline", "last", "many")}
+    for key in pred:
+        assert evaluation.format_accuracy(everything[key]["heldout"]) in text
+    for a, b, label in (("last", "baseline", "digits fixed"), ("many", "baseline", "fixed")):
+        fixed, broken = int((pred[a] & ~pred[b]).sum()), int((~pred[a] & pred[b]).sum())
+        assert f"{fixed} {label}, {broken} broken" in text
+    p = _mcnemar(pred["many"], pred["last"])
+    shown = re.search(r"only the last layer, (p < 0\.001|p = [\d.]+)\)", text).group(1)
+    assert shown == ("p < 0.001" if p < 0.001 else f"p = {p:.3f}")
+
+
+def _t_interval(values):
+    """Mean and 95% Student-t interval, with t from a table (df 1-12), independent of writer_study."""
+    t95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+           11: 2.201, 12: 2.179}
+    values = np.asarray(values, float)
+    half = t95[len(values) - 1] * values.std(ddof=1) / math.sqrt(len(values))
+    return values.mean(), values.mean() - half, values.mean() + half
+
+
+@pytest.fixture(scope="module")
+def study(everything):
+    if not everything["study"]:
+        pytest.skip("notebook 05 has not run")
+    return everything["study"]
+
+
+def test_writer_study_table_recounts_from_its_predictions(study):
+    table, pred = study["study"], study["predictions"]
+    for row in table.itertuples():
+        mine = pred[(pred.writer == row.writer) & (pred.split_seed == row.split_seed) & (pred.model == row.model)]
+        for name, prefix in (("test", "own_test"), ("heldout", "heldout")):
+            part = mine[mine.set == name]
+            assert getattr(row, f"{prefix}_total") == len(part)
+            assert getattr(row, f"{prefix}_correct") == int((part.pred == part.true).sum())
+    assert set(table.columns) >= {"writer", "split_seed", "model", "hyperparameters", "own_test_correct",
+                                  "own_test_total", "heldout_correct", "heldout_total"}
+
+
+def test_writer_study_never_trains_or_selects_on_test_or_heldout_digits(study):
+    splits, pred = study["splits"], study["predictions"]
+    for (writer, seed), part in splits.groupby(["writer", "split_seed"]):
+        used = set(part[part.split.isin(["train", "val"])]["index"])
+        judged = set(part[part.split.isin(["test", "heldout"])]["index"])
+        assert not used & judged
+        counts = part[part.split != "heldout"].groupby(["split", "label"]).size()
+        assert set(counts.loc["train"]) == {8} and set(counts.loc["val"]) == {2} and set(counts.loc["test"]) == {2}
+        scored = pred[(pred.writer == writer) & (pred.split_seed == seed)]
+        assert set(scored["index"]) == judged  # predictions exist only for test and held-out digits
+
+
+def test_report_study_claims_agree_with_the_study_table(report_text, study):
+    text, _ = report_text
+    table = study["study"]
+    acc = table.assign(acc=table.heldout_correct / table.heldout_total).pivot_table(
+        index=["writer", "split_seed"], columns="model", values="acc")
+    per_writer = acc.groupby(level="writer").mean()
+    for a, b in (("last layer", "pre-trained"), ("last n layers", "pre-trained"), ("last n layers", "last layer")):
+        diff = per_writer[a] - per_writer[b]
+        mean, low, high = _t_interval(diff)
+        sign = "+" if mean > 0 else ""
+        assert f"{sign}{100 * mean:.1f} points (95% CI {100 * low:.1f} to {100 * high:.1f})" in text, (a, b)
+        tally = f"better for {(diff > 0).sum()}, worse for {(diff < 0).sum()}"
+        assert tally in text, (a, b, tally)
+    diff = per_writer["last n layers"] - per_writer["last layer"]
+    _, low, high = _t_interval(diff)
+    assert ("ten writers cannot establish a difference" in text) == (low <= 0 <= high)
+    spread = acc.groupby(level="writer").std(ddof=1).mean()
+    assert f"varies by {100 * spread['last layer']:.2f} points with the last layer" in text
+    deeper_less = spread["last n layers"] < spread["last layer"]
+    assert ("the deeper fine-tuning varied less" in text) == deeper_less
+    assert ("the classifier alone varied less" in text) == (spread["last n layers"] > spread["last layer"])
+
+
+def test_the_sample_writer_is_the_one_the_pretrained_model_reads_worst(study, everything):
+    from mnist_transfer import heldout
+
+    found = heldout.sample_writer()
+    if found is None:
+        pytest.skip("the sample sheet is not a UNIPEN writer's")
+    writers = study["writers"]
+    assert writers.loc[writers.accuracy.idxmin(), "writer"] == found[0]
+    assert not writers.set_index("writer").loc[found[0], "perfect"]

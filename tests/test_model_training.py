@@ -194,7 +194,7 @@ def _ranking_and_curves(lrs, seeds=(0, 1, 2)):
         for seed in seeds:
             key = {"n_last": 1, "lr": lr, "batch_size": 8, "augment": False, "body_lr_factor": 1.0, "seed": seed}
             acc = 0.9 if lr == lrs[0] else 0.8 + 0.05 * seed
-            rows.append({**key, "epochs": 3, "val_acc": acc, "val_loss": 0.5})
+            rows.append({**key, "epochs": 3, "val_acc": acc, "val_correct": round(20 * acc), "val_loss": 0.5})
             for epoch, loss in enumerate([1.0, 0.6, 0.8], start=1):
                 curves.append({**key, "epoch": epoch, "val_loss": loss + 0.1 * seed})
     return tuning.rank_configurations(pd.DataFrame(rows)), pd.DataFrame(curves)

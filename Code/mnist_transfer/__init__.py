@@ -13,8 +13,11 @@ only modules above it in this list (no cycles):
 * :mod:`.data`             MNIST from the committed IDX files; the own split folders as tensors
 * :mod:`.model`            the compact CNN, its named stages, freezing, checkpoint I/O
 * :mod:`.evaluation`       predictions, evaluation records, the sealed test set
+* :mod:`.sheet_check`      the pre-trained model's plausibility check of a sheet's labels before writing
+* :mod:`.heldout`          the sample writer's other digits, evaluated once per final model
 * :mod:`.training`         seeding, augmentation, pre-training, one fine-tuning run
 * :mod:`.tuning`           grid search on the validation set, ranking, stability
+* :mod:`.writer_study`     the whole protocol repeated for every UNIPEN writer and split seed
 * :mod:`.results`          the results files (JSON/CSV) written by notebooks 02-04 and read back
 * :mod:`.plots`            every figure
 * :mod:`.workbook`         ``Assignment 4 Results.xlsx``
