@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import shutil
-import time
 from pathlib import Path
 
 import cv2
@@ -99,20 +98,6 @@ def _existing_files(split_dirs: dict[str, Path]) -> dict[str, str]:
     return found
 
 
-def unique_folder(parent: Path, prefix: str) -> Path:
-    """A new, empty ``parent/<prefix>-<time>`` folder; ``-1``, ``-2``, ... keep two made within one second apart."""
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
-    for i in range(1000):
-        folder = parent / (stamp if i == 0 else f"{stamp}-{i}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"Could not make a new backup folder in {parent}: {stamp}-0 to -999 all exist.")
-
-
 def write_dataset(
     splits: dict[str, list[Digit]],
     split_dirs: dict[str, Path] | None = None,
@@ -144,7 +129,7 @@ def write_dataset(
                 "copy those folders elsewhere first; to replace it, set REPLACE_EXISTING = True in the "
                 f"parameters cell (the old folders are then moved to {backup_dir.name}/, not deleted)."
             )
-        backup = unique_folder(backup_dir, "dataset")
+        backup = paths.unique_folder(backup_dir, "dataset")
         for folder in split_dirs.values():
             if folder.exists():
                 shutil.move(str(folder), str(backup / folder.name))
@@ -160,4 +145,4 @@ def write_dataset(
         writer.writeheader()
         for p in sorted(plan, key=lambda p: p["file"]):
             writer.writerow({k: p[k] for k in writer.fieldnames})
-    return {"status": status, "files": len(plan), "backup": str(backup) if backup else None}
+    return {"status": status, "files": len(plan), "backup": paths.shown(backup) if backup else None}

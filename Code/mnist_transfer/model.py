@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 import torch
@@ -126,27 +125,13 @@ def save_pretrained(model: DigitCNN, metrics: dict, epoch_cost: dict | None = No
         old = torch.load(checkpoint, weights_only=True, map_location="cpu")
         new = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if old.keys() != new.keys() or not all(torch.equal(old[k], new[k]) for k in old):
-            backup = _unique_folder(backup_dir, "model")
+            backup = paths.unique_folder(backup_dir, "model")
             for path in (checkpoint, metrics_file):
                 if path.exists():
                     shutil.copy2(path, backup / path.name)
     save_checkpoint(model, checkpoint)
     metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
-    return {"checkpoint": str(checkpoint), "previous_kept_in": str(backup) if backup else None}
-
-
-def _unique_folder(parent: Path, prefix: str) -> Path:
-    """A new, empty ``parent/<prefix>-<time>`` folder (a suffix keeps two within one second apart)."""
-    parent.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
-    for i in range(1000):
-        folder = parent / (stamp if i == 0 else f"{stamp}-{i}")
-        try:
-            folder.mkdir()
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"Could not make a new backup folder in {parent}.")
+    return {"checkpoint": paths.shown(checkpoint), "previous_kept_in": paths.shown(backup) if backup else None}
 
 
 class CheckpointError(RuntimeError):

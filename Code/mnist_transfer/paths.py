@@ -5,6 +5,7 @@ the tests find the same files wherever they are started from. Folder names with
 spaces ("Training Set") are plain :class:`pathlib.Path` objects and need no quoting.
 """
 
+import time
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -34,3 +35,26 @@ MANIFEST = RESULTS_DIR / "dataset_manifest.csv"
 
 WORKBOOK = PROJECT_ROOT / "Assignment 4 Results.xlsx"
 REPORT_PDF = PROJECT_ROOT / "Assignment 4_Report.pdf"
+
+
+def shown(path: Path) -> str:
+    """``path`` as a person should read it: relative to the project when inside it (no machine paths in outputs)."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def unique_folder(parent: Path, prefix: str) -> Path:
+    """A new, empty ``parent/<prefix>-<time>`` folder; ``-1``, ``-2``, ... keep two made within one second apart."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime(f"{prefix}-%Y%m%d-%H%M%S")
+    for i in range(1000):
+        folder = parent / (stamp if i == 0 else f"{stamp}-{i}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not make a new backup folder in {parent}: {stamp}-0 to -999 all exist.")
