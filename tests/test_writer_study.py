@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mnist_transfer import evaluation, handwriting, training
+from mnist_transfer import evaluation, handwriting, plots, training
 from mnist_transfer import writer_study as ws
 
 TINY = {
@@ -247,7 +247,7 @@ def test_per_writer_table_and_figure():
     table = ws.per_writer(study)
     assert list(table.columns.get_level_values(0).unique()) == list(ws.MODELS)
     assert (table.xs("min", axis=1, level=1) <= table.xs("max", axis=1, level=1)).all().all()
-    fig = ws.plot_writers(study)
+    fig = plots.plot_writers(study)
     ax = fig.axes[0]
     assert ax.get_xlabel() == "writer" and "accuracy" in ax.get_ylabel()
     assert [t.get_text() for t in ax.get_xticklabels()] == ["W00", "W01", "W02"]
@@ -255,7 +255,7 @@ def test_per_writer_table_and_figure():
     plt.close(fig)
     same = pd.concat([study[study.split_seed == 0].assign(split_seed=s, heldout_correct=806, heldout_total=808)
                       for s in range(3)])  # equal accuracies over seeds: a zero range, never a negative one
-    plt.close(ws.plot_writers(same))
+    plt.close(plots.plot_writers(same))
 
 
 def test_save_and_load_round_trip(tiny, tmp_path):

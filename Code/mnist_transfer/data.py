@@ -89,6 +89,11 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
     return data.reshape(shape)
 
 
+def mnist_count(split: str, mnist_dir: Path = paths.MNIST_DIR) -> int:
+    """How many images MNIST ``split`` holds (from its checked label file; cheap)."""
+    return len(_read_idx(verify_mnist_file(MNIST_FILES[split][1], mnist_dir), 0x0801))
+
+
 def load_mnist(split: str, mnist_dir: Path = paths.MNIST_DIR) -> tuple[torch.Tensor, torch.Tensor]:
     """MNIST ``split`` ("train" or "test") as ``(images uint8 [N,28,28], labels int64 [N])``."""
     if split not in MNIST_FILES:

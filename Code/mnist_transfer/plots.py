@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ import torch
 from . import data, paths
 from .dataset_writing import SPLIT_COUNTS
 from .tuning import rows_of
+from .writer_study import per_writer
 
 
 def save_figure(fig, name: str, figures_dir: Path = paths.FIGURES_DIR) -> Path:
@@ -43,7 +45,9 @@ def plot_confusion(matrix, title: str, ax=None):
     ax.set_xlabel("predicted digit")
     ax.set_ylabel("true digit")
     ax.set_title(title, fontsize=10)
-    ax.figure.colorbar(im, ax=ax, fraction=0.046, label="images")
+    bar = ax.figure.colorbar(im, ax=ax, fraction=0.046, label="images")
+    bar.locator = matplotlib.ticker.MaxNLocator(integer=True)
+    bar.update_ticks()
     return ax
 
 
@@ -86,13 +90,15 @@ def plot_curves(curves: pd.DataFrame, config: dict, title: str, axes=None):
     return axes
 
 
+HEATMAP_FLOOR = 80  # every tuning heatmap shares one colour scale, 80-100% (lower values take the darkest colour)
+
+
 def plot_grid_heatmap(ranking: pd.DataFrame, title: str, index: str = "lr", columns: str = "epochs", ax=None):
-    """Mean validation accuracy over seeds, best over the other hyperparameters."""
+    """Mean validation accuracy over seeds, best over the other hyperparameters (one colour scale for all)."""
     table = ranking.pivot_table(index=index, columns=columns, values="val_acc_mean", aggfunc="max")
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 3))
-    im = ax.imshow(table.values * 100, cmap="viridis", aspect="auto", vmin=max(0, np.nanmin(table.values) * 100 - 5),
-                   vmax=100)
+    im = ax.imshow(table.values * 100, cmap="viridis", aspect="auto", vmin=HEATMAP_FLOOR, vmax=100)
     for (i, j), v in np.ndenumerate(table.values):
         ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7, color="white" if v < 0.9 else "black")
     ax.set_xticks(range(len(table.columns)), [str(c) for c in table.columns])
@@ -207,3 +213,31 @@ def plot_montage(splits: dict, title: str = "All 120 images as saved (28x28, MNI
     ax.set_xlabel("split")
     ax.set_title(title)
     return fig
+
+
+def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
+    """Per writer: pre-trained -> last layer -> last n accuracy (mean over split seeds, bars = the
+    seeds' range), joined by a line per writer. Returns the figure."""
+    table = per_writer(study, set_name)
+    models = list(table.columns.get_level_values(0).unique())
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 3.6))
+    offsets = dict(zip(models, (-0.22, 0.0, 0.22)))
+    x = np.arange(len(table))
+    for i in x:
+        ax.plot(i + np.array(list(offsets.values())), [100 * table[m]["mean"].iloc[i] for m in models],
+                color="0.7", lw=1, zorder=1)
+    for (model_name, offset), marker in zip(offsets.items(), "osD"):
+        mean, low, high = (100 * table[model_name][s].to_numpy() for s in ("mean", "min", "max"))
+        yerr = np.clip([mean - low, high - mean], 0, None)  # the mean of equal values can miss them by an ulp
+        ax.errorbar(x + offset, mean, yerr=yerr, fmt=marker, ms=5, capsize=2,
+                    label=model_name, zorder=2)
+    ax.set_xticks(x, table.index)
+    ax.set_xlabel("writer")
+    ax.set_ylabel(("held-out" if set_name == "heldout" else "own test") + " accuracy (%)")
+    ax.set_ylim(top=100.5)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{'Held-out digits' if set_name == 'heldout' else 'Own test images'} of each writer: mean over split "
+                 "seeds (bars: the seeds' range)", fontsize=9)
+    return ax.figure

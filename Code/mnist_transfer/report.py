@@ -7,6 +7,7 @@ and typesets ``Assignment 4_Report.pdf`` with it (:func:`build_report`).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 import typst
 
 from . import heldout, paths, stats
+from .data import mnist_count
 from .evaluation import format_accuracy
 from .model import STAGES, DigitCNN, count_parameters
 from .results import four_evaluations, load_all, to_json
@@ -28,6 +30,12 @@ ACCURACY_TARGET = 0.997  # what we aimed for on MNIST test (the report says whet
 def _record(record: dict) -> dict:
     keys = ("correct", "total", "accuracy", "ci_low", "ci_high")
     return {k: record[k] for k in keys}
+
+
+def _mistakes(predictions: pd.DataFrame) -> list[dict]:
+    """The misread images of a predictions table: true digit, predicted digit, confidence."""
+    wrong = predictions[~predictions["correct"].astype(bool)]
+    return [{"true": int(r.true), "pred": int(r.pred), "confidence": float(r.confidence)} for r in wrong.itertuples()]
 
 
 def paired_comparison(a: pd.DataFrame, b: pd.DataFrame) -> dict:
@@ -66,10 +74,14 @@ def steadier(last: dict, many: dict) -> dict:
     return out
 
 
-def _grid(ranking: pd.DataFrame, seeds: list) -> dict:
+def _grid(ranking: pd.DataFrame, seeds: list, chosen: dict) -> dict:
+    """A tuning grid's values, how many configurations reach 100% validation accuracy, and whether
+    the chosen configuration sits at the top of the grid in learning rate and in epochs."""
+    values = {key: sorted(ranking[key].unique().tolist())
+              for key in ("n_last", "lr", "batch_size", "epochs", "body_lr_factor")}
     return {"configs": int(len(ranking)), "seeds": len(seeds),
-            "perfect": int((ranking.val_acc_mean == 1).sum()),
-            **{key: sorted(ranking[key].unique().tolist()) for key in ("n_last", "lr", "batch_size", "epochs")}}
+            "perfect": int((ranking.val_acc_mean == 1).sum()), **values,
+            "chosen_at_top": {key: chosen[key] == max(values[key]) for key in ("lr", "epochs")}}
 
 
 def report_data(results: dict | None = None) -> dict:
@@ -78,7 +90,6 @@ def report_data(results: dict | None = None) -> dict:
     pre, base, last, many = results["pretrained"], results["baseline"], results["last"], results["many"]
     manifest = results["manifest"]
     epoch_seconds = pre.get("epoch_seconds_measured", {})
-    wrong = base["predictions"][~base["predictions"]["correct"].astype(bool)]
     return {
         "evaluations": [{**e, "text": format_accuracy(e)} for e in four_evaluations(results)],
         "dataset": {
@@ -91,15 +102,16 @@ def report_data(results: dict | None = None) -> dict:
             "epochs": pre["epochs"], "seconds": round(pre["train_seconds"]), "seed": pre["seed"],
             "batch_size": pre["batch_size"], "max_lr": pre["max_lr"], "threads": pre["threads"],
             "device": pre["device"], "params": count_parameters(DigitCNN(widths=tuple(pre["widths"]))),
-            "features": pre["widths"][-1],
+            "features": pre["widths"][-1], "mnist_train_images": mnist_count("train"),
             "epoch_seconds": {short: epoch_seconds.get(key) for short, key in CANDIDATES.items()},
             "target": ACCURACY_TARGET, "meets_target": pre["test_accuracy"] >= ACCURACY_TARGET,
             "stages": list(STAGES),
         },
         "baseline_val": _record(base["own_val"]),
-        "baseline_mistakes": [{"true": int(r.true), "pred": int(r.pred), "confidence": float(r.confidence)}
-                              for r in wrong.itertuples()],
-        "grids": {"last": _grid(last["ranking"], last["seeds"]), "many": _grid(many["ranking"], many["seeds"])},
+        "baseline_mistakes": _mistakes(base["predictions"]),
+        "mistakes": {"last": _mistakes(last["predictions"]), "many": _mistakes(many["predictions"])},
+        "grids": {"last": _grid(last["ranking"], last["seeds"], last["chosen"]),
+                  "many": _grid(many["ranking"], many["seeds"], many["chosen"])},
         "chosen": {"last": last["chosen"], "many": many["chosen"]},
         "stability": {"last": last["stability"], "many": many["stability"]},
         "steadier": steadier(last["stability"], many["stability"]),
@@ -127,9 +139,21 @@ def sample_data(manifest: pd.DataFrame) -> dict | None:
 SHORT = dict(zip(MODELS, ("pre", "last", "many")))  # the study's model names -> the report's keys
 
 
+def sign_test(better: int, worse: int) -> float:
+    """Two-sided exact sign test: how surprising ``better`` against ``worse`` writers is if neither
+    model were better (writers with equal accuracy carry no information)."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(better, worse) + 1)) / 2**n)
+
+
 def _gain(gain: dict) -> dict:
     worse = sorted(w for w, v in gain["per_writer"].items() if v < 0)
-    return {**{k: gain[k] for k in ("mean", "ci_low", "ci_high", "better", "worse", "equal")}, "worse_writers": worse}
+    largest = max(gain["per_writer"], key=lambda w: gain["per_writer"][w])
+    return {**{k: gain[k] for k in ("mean", "ci_low", "ci_high", "better", "worse", "equal")}, "worse_writers": worse,
+            "sign_p": sign_test(gain["better"], gain["worse"]), "median": float(np.median(list(gain["per_writer"].values()))),
+            "largest_writer": largest, "largest": gain["per_writer"][largest]}
 
 
 def study_data(study: dict | None) -> dict | None:

@@ -14,6 +14,7 @@ from openpyxl.utils import get_column_letter
 from . import paths
 from .evaluation import per_class_table
 from .results import four_evaluations, load_all
+from .writer_study import gains_table, selection_cost_summary
 
 RESULTS_COLUMNS = {
     "evaluation": "Evaluation", "model": "Model", "data": "Evaluated on", "total": "Images", "correct": "Correct",
@@ -21,7 +22,10 @@ RESULTS_COLUMNS = {
     "config": "Hyperparameters (chosen on validation)",
 }
 PERCENT_COLUMNS = {"Accuracy", "95% CI low (Wilson)", "95% CI high (Wilson)", "val_acc_mean", "val_acc_std",
-                   "val_acc_min", "val_acc_max"}
+                   "val_acc_min", "val_acc_max", "accuracy", "ci_low", "ci_high", "mean gain", "95% CI low",
+                   "95% CI high", "median gain", "cost", "chosen_heldout_acc_mean", "chosen_heldout_acc_final_seed",
+                   "best_heldout_acc_mean", "tied_heldout_min", "tied_heldout_max", "worst_heldout_acc_mean",
+                   "worst_digit_recall"}
 
 
 def describe_config(config: dict | None, pretrained: dict) -> str:
@@ -62,13 +66,21 @@ def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
              "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
             for r in (base["heldout"], last["heldout"], many["heldout"])
         ]).rename(columns=RESULTS_COLUMNS)
-    return sheets | {
+    sheets |= {
         "Tuning last layer": last["ranking"],
         "Tuning last n layers": many["ranking"],
         "Per-class accuracy": per_class,
         "Own test predictions": predictions,
         "Dataset manifest": results["manifest"],
     }
+    study = results.get("study") or {}
+    if "summary" in study:
+        sheets["Writer study gains"] = gains_table(study["summary"])
+        sheets["Writer study"] = study["study"]
+        sheets["Writers, pre-trained"] = study["writers"]
+    if "selection" in study:
+        sheets["Selection cost"] = selection_cost_summary(study["selection"])
+    return sheets
 
 
 def write_workbook(path: Path = paths.WORKBOOK, results: dict | None = None) -> Path:

@@ -48,7 +48,6 @@ import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
@@ -494,6 +493,24 @@ def summarize(study: pd.DataFrame, set_name: str = "heldout") -> dict:
     return out
 
 
+def gains_table(summary: dict) -> pd.DataFrame:
+    """The paired gains of :func:`study_summary` as a table: one row per (set, comparison), accuracies as
+    fractions, with the writers better / worse / equal and the spread over split seeds of each model."""
+    rows = []
+    for set_name in ("heldout", "own_test"):
+        for name, g in summary[set_name]["gains"].items():
+            rows.append({"evaluated on": set_name, "comparison": name, "mean gain": g["mean"], "95% CI low": g["ci_low"],
+                         "95% CI high": g["ci_high"], "median gain": float(np.median(list(g["per_writer"].values()))),
+                         "writers better": g["better"], "writers worse": g["worse"], "writers equal": g["equal"]})
+    return pd.DataFrame(rows)
+
+
+def seed_spread_table(summary: dict) -> pd.DataFrame:
+    """Standard deviation of each model's accuracy over split seeds (averaged over writers), in points."""
+    return pd.DataFrame({s: {m: 100 * v for m, v in summary[s]["seed_std"].items()} for s in ("heldout", "own_test")}
+                        ).rename_axis("std over split seeds (points)")
+
+
 def study_summary(study: pd.DataFrame) -> dict:
     """:func:`summarize` on the held-out digits and on the 20-image own test."""
     return {"heldout": summarize(study, "heldout"), "own_test": summarize(study, "test")}
@@ -593,31 +610,6 @@ def pretrained_by_writer(writers=None, pretrained: DigitCNN | None = None) -> pd
                      "perfect": summary["correct"] == summary["total"],
                      "worst_digit": int(np.argmin(recall)), "worst_digit_recall": float(np.min(recall))})
     return pd.DataFrame(rows)
-
-
-def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
-    """Per writer: pre-trained -> last layer -> last n accuracy (mean over split seeds, bars = the
-    seeds' range), joined by a line per writer. Returns the figure."""
-    table = per_writer(study, set_name)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.6))
-    offsets = dict(zip(MODELS, (-0.22, 0.0, 0.22)))
-    x = np.arange(len(table))
-    for i in x:
-        ax.plot(i + np.array(list(offsets.values())), [100 * table[m]["mean"].iloc[i] for m in MODELS],
-                color="0.7", lw=1, zorder=1)
-    for (model_name, offset), marker in zip(offsets.items(), "osD"):
-        mean, low, high = (100 * table[model_name][s].to_numpy() for s in ("mean", "min", "max"))
-        yerr = np.clip([mean - low, high - mean], 0, None)  # the mean of equal values can miss them by an ulp
-        ax.errorbar(x + offset, mean, yerr=yerr, fmt=marker, ms=5, capsize=2,
-                    label=model_name, zorder=2)
-    ax.set_xticks(x, table.index)
-    ax.set_xlabel("writer")
-    ax.set_ylabel(("held-out" if set_name == "heldout" else "own test") + " accuracy (%)")
-    ax.set_ylim(top=100.5)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    return ax.figure
 
 
 def _json_default(value):
