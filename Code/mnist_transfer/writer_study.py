@@ -629,7 +629,9 @@ def save_study(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Pat
     for key, frame in outputs.items():
         if key in FILES and isinstance(frame, pd.DataFrame):
             written[key] = folder / FILES[key]
-            frame.to_csv(written[key], index=False)
+            # gzip without a timestamp: the same tables give the same bytes
+            gzip = {"method": "gzip", "mtime": 0} if written[key].suffix == ".gz" else None
+            frame.to_csv(written[key], index=False, compression=gzip)
     if "study" in outputs:
         written["summary"] = folder / FILES["summary"]
         summary = {**study_summary(outputs["study"]), "seconds": outputs.get("seconds"), "grids": outputs.get("grids")}
