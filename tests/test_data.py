@@ -53,7 +53,7 @@ def test_missing_dataset_folder_says_which_notebook_makes_it(tmp_path):
 def test_sealed_test_set_is_evaluated_once_per_model(pretrained):
     x, y = data.load_mnist("test")
     sealed = evaluation.SealedTestSet({"x": x[:20], "y": y[:20], "files": [str(i) for i in range(20)]})
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="only after the final evaluation"):
         sealed.images(["0"])  # no peeking before the evaluation
     frame = sealed.evaluate(pretrained, "pre-trained")
     assert len(frame) == 20 and sealed.evaluations == ["pre-trained"]

@@ -1,6 +1,6 @@
 """Write the corpus of handwritten test sheets (real writers' digits) with their ground truth, to look at.
 
-    .venv/bin/python Code/scripts/make_sheet_corpus.py [OUT_DIR (default /tmp/sheet_corpus)] [--n 32]
+    .venv/bin/python Code/scripts/make_sheet_corpus.py [OUT_DIR (default: sheet_corpus in the system temp folder)] [--n 32]
 
 For every sheet of :func:`mnist_transfer.handwriting.corpus`: ``NN_<name>.png`` (scans) or ``.jpg``
 (photos, already JPEG-compressed by the camera simulation) and ``NN_<name>.json`` (the spec and one
@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ train_r01_v07, doi:10.5281/zenodo.1195803, licensed CC BY 4.0. Rendered by mnist
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out", nargs="?", type=Path, default=Path("/tmp/sheet_corpus"))
+    parser.add_argument("out", nargs="?", type=Path, default=Path(tempfile.gettempdir()) / "sheet_corpus")
     parser.add_argument("--n", type=int, default=32, help="number of sheets")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
