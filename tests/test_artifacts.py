@@ -457,9 +457,22 @@ def test_report_numbers_on_writers_and_selection_recount(report_text, study):
         assert f"+{100 * diff.median():.1f} points with the {'last layer' if a == 'last layer' else 'last'}" in text
     spread = acc.groupby(level="writer").std(ddof=1).mean()
     assert f"The pre-trained model, which is not trained at all, varies by {100 * spread['pre-trained']:.2f} points" in text
-    chosen = study["selection"][study["selection"].chosen & (study["selection"].strategy == "last n layers")].iloc[0]
-    rows = study["selection"][study["selection"].strategy == "last n layers"]
-    tied = rows[rows.tied_with_best]
-    assert f"{len(tied)} of {len(rows)} tied on validation" in text
-    cost = rows.heldout_acc_mean.max() - chosen.heldout_acc_mean
-    assert f"gives up {100 * cost:.2f} points against the best in the grid" in text
+
+
+@pytest.mark.parametrize("key", ["last", "many"])
+def test_cost_of_the_choice_recounts_and_its_chosen_row_is_the_final_model(everything, report_text, key):
+    experiment = everything[key]
+    if "after_selection" not in experiment:
+        pytest.skip("no held-out digits: the cost of the choice is not measured")
+    table, ranking = experiment["after_selection"], experiment["ranking"]
+    columns = tuning.CONFIG_COLUMNS
+    assert table[columns].equals(ranking[columns])  # every configuration of the grid, in the ranking's order
+    assert table.heldout_correct.iloc[0] == experiment["heldout"]["correct"]  # the choice is the final model
+    acc = table.heldout_correct / table.heldout_total
+    tied = table.val_correct_mean == table.val_correct_mean.iloc[0]
+    text, _ = report_text
+    if key == "last":
+        assert f"{tied.sum()} of the {len(table)} last-layer configurations tied with the chosen one" in text
+    else:
+        assert f"{tied.sum()} of {len(table)} tied, ranging from {100 * acc[tied].min():.2f}%" in text
+    assert f"gives up {100 * (acc.max() - acc.iloc[0]):.2f} points" in text

@@ -245,3 +245,21 @@ def test_save_pretrained_keeps_a_different_old_checkpoint(tmp_path, pretrained):
     assert all(torch.equal(old[k], v) for k, v in pretrained.state_dict().items())
     import json
     assert json.loads(metrics.read_text()) == {"run": 3, "epoch_seconds_measured": {"LeNet-5": 1.0}}
+
+
+def test_score_after_selection_reproduces_the_final_model(pretrained, tiny_own):
+    """Scored after the choice, the chosen configuration's row is exactly the final model on the held-out set."""
+    x, y = data.load_mnist("test")
+    heldout = {"x": x[200:300], "y": y[200:300]}
+    runs, _ = tuning.grid_search(pretrained, tiny_own["train"], tiny_own["val"], n_last_values=[1], lrs=[1e-3, 3e-2],
+                                 batch_sizes=[16], epoch_values=[1, 3], seeds=[0], progress=False)
+    ranking = tuning.rank_configurations(runs)
+    table = tuning.score_after_selection(pretrained, ranking, tiny_own["train"], heldout, [1, 3], seed=0)
+    assert table[tuning.CONFIG_COLUMNS].equals(ranking[tuning.CONFIG_COLUMNS]) and len(table) == 4
+    final, _ = training.finetune(pretrained, tuning.best_config(ranking), tiny_own["train"], tiny_own["val"], seed=0)
+    from mnist_transfer import evaluation
+    correct = int((evaluation.predict(final, heldout["x"]).argmax(1) == heldout["y"]).sum())
+    assert table.heldout_correct.iloc[0] == correct
+    cost = tuning.selection_cost(table)
+    assert cost["cost"] == pytest.approx(table.heldout_correct.max() / 100 - correct / 100)
+    assert cost["tied"] == int((ranking.val_correct_mean == ranking.val_correct_mean.iloc[0]).sum())

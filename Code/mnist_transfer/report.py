@@ -19,7 +19,7 @@ from .data import mnist_count
 from .evaluation import format_accuracy
 from .model import STAGES, DigitCNN, count_parameters
 from .results import four_evaluations, load_all, to_json
-from .tuning import RUN_KEYS
+from .tuning import RUN_KEYS, selection_cost
 from .writer_study import COMPARISONS, MODELS, selection_cost_summary
 
 # The candidates whose epoch cost notebook 00 measures, by the short names the report uses.
@@ -122,6 +122,8 @@ def report_data(results: dict | None = None) -> dict:
         },
         "fit": fit_statistics([last["curves"], many["curves"]]),
         "heldout": heldout_data(results),
+        "after_selection": {key: selection_cost(results[key]["after_selection"]) for key in ("last", "many")
+                            if "after_selection" in results[key]} or None,
         "study": study_data(results.get("study")),
         "sample": sample_data(manifest),
     }

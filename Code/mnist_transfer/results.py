@@ -91,9 +91,17 @@ def save_experiment(name: str, runs: pd.DataFrame, curves: pd.DataFrame, ranking
     }, results_dir)
 
 
+def save_after_selection(name: str, table: pd.DataFrame, results_dir: Path = paths.RESULTS_DIR) -> Path:
+    """Every configuration scored on the held-out digits after the choice (:func:`.tuning.score_after_selection`)."""
+    path = results_dir / f"after_selection_{name}.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
 def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
     """What :func:`save_experiment` wrote: the JSON's keys plus ``runs``, ``curves``, ``ranking``,
-    ``predictions`` (own test) and, where there is a held-out set, ``heldout_predictions``."""
+    ``predictions`` (own test) and, where there is a held-out set, ``heldout_predictions`` and
+    ``after_selection`` (every configuration scored on it after the choice)."""
     out = load_results(name, results_dir)
     for table in ("runs", "curves", "ranking"):
         prefix = {"runs": "grid_runs", "curves": "curves", "ranking": "grid_ranking"}[table]
@@ -101,6 +109,9 @@ def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
     out["predictions"] = load_predictions(f"{name}_own_test", results_dir)
     if out.get("heldout"):
         out["heldout_predictions"] = load_predictions(f"{name}_heldout", results_dir)
+    after = results_dir / f"after_selection_{name}.csv"
+    if after.is_file():
+        out["after_selection"] = pd.read_csv(after)
     return out
 
 

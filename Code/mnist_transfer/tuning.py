@@ -148,3 +148,36 @@ def stability_table(strategies: dict[str, dict]) -> pd.DataFrame:
     """
     table = pd.DataFrame({name: {**s, "lrs_tried": len(s["lrs_tried"])} for name, s in strategies.items()})
     return table.rename(index={"lrs_tried": "learning rates compared"})
+
+
+def score_after_selection(pretrained: DigitCNN, ranking: pd.DataFrame, train: dict, heldout: dict,
+                          epoch_values: list[int], seed: int) -> pd.DataFrame:
+    """After the choice is made: every configuration of ``ranking`` trained once more (``seed``, the final
+    model's) and scored on a held-out set, to measure what choosing on the validation images cost.
+
+    Reporting only: nothing is chosen from this table. Epoch counts are read off one run, as in
+    :func:`grid_search` (the held-out set takes the validation set's place in the history, which only
+    records it). The chosen configuration's row therefore equals the final model's held-out result.
+    """
+    rows = []
+    for run in ranking.drop_duplicates(RUN_KEYS)[RUN_KEYS].to_dict("records"):
+        config = FinetuneConfig(**{k: v.item() if hasattr(v, "item") else v for k, v in run.items()},
+                                epochs=max(epoch_values))
+        _, history = finetune(pretrained, config, train, heldout, seed)
+        rows += [{**run, "epochs": h["epoch"], "heldout_correct": h["val_correct"], "heldout_total": len(heldout["y"])}
+                 for h in history if h["epoch"] in epoch_values]
+    table = ranking.merge(pd.DataFrame(rows), on=CONFIG_COLUMNS)
+    table["tied_with_chosen"] = table.val_correct_mean == table.val_correct_mean.iloc[0]
+    return table
+
+
+def selection_cost(table: pd.DataFrame) -> dict:
+    """From :func:`score_after_selection`: the chosen configuration's held-out accuracy, the best and worst in
+    the grid, how many configurations tied with the choice on validation and their held-out range, and the cost
+    (best minus chosen)."""
+    acc = table.heldout_correct / table.heldout_total
+    tied = acc[table.tied_with_chosen]
+    return {"configurations": len(table), "tied": int(table.tied_with_chosen.sum()), "heldout_total": int(table.heldout_total.iloc[0]),
+            "chosen": float(acc.iloc[0]), "best": float(acc.max()), "worst": float(acc.min()),
+            "tied_min": float(tied.min()), "tied_max": float(tied.max()), "cost": float(acc.max() - acc.iloc[0]),
+            "chosen_rank_on_heldout": int((acc > acc.iloc[0]).sum()) + 1}
