@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import evaluation, paths
-from .sheet_reading import Digit, SheetError, SheetLayout, SheetResult, check_sheet_list, process_sheet, read_image, save_error_sheet, sheet_names
+from .sheet_reading import Digit, SheetError, SheetLayout, SheetResult, process_sheet, process_sheets
 
 PLAUSIBLE = 0.45  # chance is 10%; a correctly labelled real writer the model reads poorly: about 60%
 BETTER_BY = 0.25  # a corrected reading must beat the one as given by this much
@@ -166,21 +166,14 @@ def read_checked_sheets(sheets: list[tuple[Path, SheetLayout]], model, accept_im
     dataset figure) and the error re-raised. Every digit gets ``sheet``, a name unique among
     these sheets.
     """
-    check_sheet_list(sheets)
-    names = sheet_names([p for p, _ in sheets])
-    digits, results, checks = [], [], []
-    for (path, layout), name in zip(sheets, names):
-        path = Path(path)
-        try:
-            result, check = read_checked_sheet(read_image(path), layout, model, path.name, accept_implausible)
-        except SheetError as err:
-            save_error_sheet(err, path, on_error_dir)
-            raise
-        for d in result.digits:
-            d.sheet = name
-        digits.extend(result.digits)
-        results.append(result)
+    checks = []
+
+    def read(image, layout, source):
+        result, check = read_checked_sheet(image, layout, model, source, accept_implausible)
         checks.append(check)
+        return result
+
+    digits, results = process_sheets(sheets, on_error_dir, read=read)
     return digits, results, checks
 
 

@@ -903,18 +903,22 @@ def check_sheet_list(sheets: list[tuple[Path, SheetLayout]]) -> None:
         seen[resolved] = k
 
 
-def process_sheets(sheets: list[tuple[Path, SheetLayout]], on_error_dir: Path | None = paths.FIGURES_DIR) -> tuple[list[Digit], list[SheetResult]]:
+def process_sheets(sheets: list[tuple[Path, SheetLayout]], on_error_dir: Path | None = paths.FIGURES_DIR,
+                   read=None) -> tuple[list[Digit], list[SheetResult]]:
     """Process several sheets; on a :class:`SheetError` save the annotated page, then re-raise.
 
-    Every digit gets ``sheet``, a name unique among these sheets (see :func:`sheet_names`).
+    ``read(image, layout, source)`` cuts one sheet (default :func:`process_sheet`;
+    :func:`.sheet_check.read_checked_sheets` passes the checked reading). Every digit gets
+    ``sheet``, a name unique among these sheets (see :func:`sheet_names`).
     """
+    read = read or (lambda image, layout, source: process_sheet(image, layout, source=source))
     check_sheet_list(sheets)
     names = sheet_names([p for p, _ in sheets])
     digits, results = [], []
     for (path, layout), name in zip(sheets, names):
         path = Path(path)
         try:
-            result = process_sheet(read_image(path), layout, source=path.name)
+            result = read(read_image(path), layout, path.name)
         except SheetError as err:
             save_error_sheet(err, path, on_error_dir)
             raise

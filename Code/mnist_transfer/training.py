@@ -238,7 +238,6 @@ def finetune(
     trainable = freeze_all_but_last(model, config.n_last)
     frozen = [name for name in STAGES if name not in trainable]
     optimizer = torch.optim.Adam(_param_groups(model, config), weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
     x_train = data_mod.normalize(train["x"]).to(device)
     y_train = train["y"].to(device)
     x_val = data_mod.normalize(val["x"]).to(device) if val is not None else None
@@ -250,6 +249,22 @@ def finetune(
         with torch.no_grad():
             x_train = prefix(x_train)
             x_val = prefix(x_val) if x_val is not None else None
+    y_val = val["y"].to(device) if val is not None else None
+    history = run_epochs(model, body, optimizer, (x_train, y_train), (x_val, y_val), config, generator)
+    model.eval()
+    return model, history
+
+
+def run_epochs(model: DigitCNN, body: nn.Module, optimizer: torch.optim.Optimizer, train: tuple, val: tuple,
+               config: FinetuneConfig, generator: torch.Generator, after_epoch=None) -> list[dict]:
+    """The epochs of one fine-tuning run: ``body`` (the trainable stages, or the whole ``model``) trains on
+    ``train = (x, y)`` and is scored on ``val = (x, y)`` (``x`` None: no validation) after every epoch.
+
+    ``x`` are the inputs of ``body``: images, or the frozen stages' features. ``after_epoch(epoch)`` is
+    called at the end of each epoch (e.g. to keep a copy of the weights). Returns the per-epoch history.
+    """
+    (x_train, y_train), (x_val, y_val) = train, val
+    loss_fn = nn.CrossEntropyLoss()
     history = []
     for epoch in range(1, config.epochs + 1):
         train_mode(model)
@@ -269,11 +284,12 @@ def finetune(
             correct += int((logits.argmax(1) == yb).sum())
         row = {"epoch": epoch, "train_loss": total / len(x_train), "train_acc": correct / len(x_train)}
         if x_val is not None:
-            row.update(evaluate_loss_acc(body, x_val, val["y"].to(device)))
+            row.update(evaluate_loss_acc(body, x_val, y_val))
             train_mode(model)
         history.append(row)
-    model.eval()
-    return model, history
+        if after_epoch is not None:
+            after_epoch(epoch)
+    return history
 
 
 @torch.no_grad()

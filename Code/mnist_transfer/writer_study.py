@@ -56,7 +56,7 @@ from tqdm import tqdm
 
 from . import data as data_mod
 from . import handwriting, paths, stats, training, tuning
-from .model import STAGES, DigitCNN, freeze_all_but_last, load_pretrained, train_mode
+from .model import STAGES, DigitCNN, freeze_all_but_last, load_pretrained
 from .training import FinetuneConfig
 
 MODELS = ("pre-trained", "last layer", "last n layers")
@@ -235,35 +235,17 @@ def train_run(pretrained: DigitCNN, config: FinetuneConfig, train: Digits, val: 
     model = copy.deepcopy(pretrained)
     trainable = freeze_all_but_last(model, config.n_last)
     optimizer = torch.optim.Adam(training._param_groups(model, config), weight_decay=config.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
     whole = config.augment or config.n_last == len(STAGES)
     body = model if whole else nn.Sequential(*[getattr(model, name) for name in trainable])
-    x_train, y_train = train.inputs(config.n_last, whole), train.y
     x_val = val.inputs(config.n_last, whole) if val is not None else None
-    history, snapshots = [], {}
-    for epoch in range(1, config.epochs + 1):
-        train_mode(model)
-        order = torch.randperm(len(x_train), generator=generator)
-        total, correct = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start : start + config.batch_size]
-            xb, yb = x_train[idx], y_train[idx]
-            if config.augment:
-                xb = training.random_affine(xb, generator, degrees=8, scale=(0.92, 1.08), shift=0.08, shear=0.1)
-            logits = body(xb)
-            loss = loss_fn(logits, yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == yb).sum())
-        row = {"epoch": epoch, "train_loss": total / len(x_train), "train_acc": correct / len(x_train)}
-        if x_val is not None:
-            row.update(training.evaluate_loss_acc(body, x_val, val.y))
-            train_mode(model)
-        history.append(row)
+    snapshots = {}
+
+    def keep(epoch: int) -> None:
         if epoch in keep_epochs:
             snapshots[epoch] = {k: v.detach().clone() for k, v in body.state_dict().items()}
+
+    history = training.run_epochs(model, body, optimizer, (train.inputs(config.n_last, whole), train.y),
+                                  (x_val, val.y if val is not None else None), config, generator, after_epoch=keep)
     body.eval()
     return Trained(body, config.n_last, whole, history, snapshots)
 
