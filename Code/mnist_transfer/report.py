@@ -7,7 +7,6 @@ and typesets ``Assignment 4_Report.pdf`` with it (:func:`build_report`).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -141,20 +140,11 @@ def sample_data(manifest: pd.DataFrame) -> dict | None:
 SHORT = dict(zip(MODELS, ("pre", "last", "many")))  # the study's model names -> the report's keys
 
 
-def sign_test(better: int, worse: int) -> float:
-    """Two-sided exact sign test: how surprising ``better`` against ``worse`` writers is if neither
-    model were better (writers with equal accuracy carry no information)."""
-    n = better + worse
-    if n == 0:
-        return 1.0
-    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(better, worse) + 1)) / 2**n)
-
-
 def _gain(gain: dict) -> dict:
     worse = sorted(w for w, v in gain["per_writer"].items() if v < 0)
     largest = max(gain["per_writer"], key=lambda w: gain["per_writer"][w])
     return {**{k: gain[k] for k in ("mean", "ci_low", "ci_high", "better", "worse", "equal")}, "worse_writers": worse,
-            "sign_p": sign_test(gain["better"], gain["worse"]), "median": float(np.median(list(gain["per_writer"].values()))),
+            "sign_p": stats.sign_test(gain["better"], gain["worse"]), "median": float(np.median(list(gain["per_writer"].values()))),
             "largest_writer": largest, "largest": gain["per_writer"][largest]}
 
 

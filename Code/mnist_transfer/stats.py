@@ -68,7 +68,13 @@ def mcnemar_exact(correct_a, correct_b) -> dict:
     """
     a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
-    n = a_only + b_only
-    k = min(a_only, b_only)
-    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
-    return {"a_only": a_only, "b_only": b_only, "p_value": p}
+    return {"a_only": a_only, "b_only": b_only, "p_value": sign_test(a_only, b_only)}
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: how surprising ``wins`` against ``losses`` are if either side were
+    equally likely to win each one (ties carry no information and are left out by the caller)."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2**n)
