@@ -1,13 +1,17 @@
-# Two commands do everything (see README.md):
-#   make pipeline   set up .venv and run every notebook end to end (dataset, results, workbook, report)
-#   make test       set up .venv and run all tests, including nbval re-executing every notebook
-.PHONY: setup pipeline test
+# Two commands do everything (see README.md); each is one call of run.py, which works without make too:
+#   make pipeline   = python3 run.py pipeline   set up .venv and run every notebook in order
+#   make test       = python3 run.py test       set up .venv and run all tests, including nbval on every notebook
+PYTHON ?= python3
+.PHONY: setup pipeline test lab
 
 setup:
-	bash Code/scripts/setup.sh
+	$(PYTHON) run.py setup
 
 pipeline:
-	bash Code/scripts/run_pipeline.sh
+	$(PYTHON) run.py pipeline
 
 test:
-	bash Code/scripts/run_tests.sh
+	$(PYTHON) run.py test
+
+lab:
+	$(PYTHON) run.py lab

@@ -70,7 +70,7 @@ def test_dataset_labels_agree_with_the_sample_sheet_ground_truth(manifest):
 
 
 def test_checkpoint_json_agrees_with_a_fresh_evaluation(pretrained):
-    metrics = json.loads(paths.PRETRAINED_METRICS.read_text())
+    metrics = json.loads(paths.PRETRAINED_METRICS.read_text(encoding="utf-8"))
     x, y = data.load_mnist("test")
     correct = int((evaluation.predict(pretrained, x).argmax(1) == y).sum())
     assert correct == metrics["test_correct"]
@@ -273,8 +273,8 @@ def test_regenerating_the_report_updates_its_numbers(tmp_path):
 
 
 def test_readme_quotes_the_measured_pretraining_figures():
-    metrics = json.loads(paths.PRETRAINED_METRICS.read_text())
-    readme = (paths.PROJECT_ROOT / "README.md").read_text()
+    metrics = json.loads(paths.PRETRAINED_METRICS.read_text(encoding="utf-8"))
+    readme = (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
     assert f"{100 * metrics['test_accuracy']:.2f}% on the 10,000 MNIST test images" in readme
     assert f"after {round(metrics['train_seconds'])} s of training" in readme
 
@@ -285,7 +285,7 @@ def test_readme_quotes_the_sample_writer_as_measured(everything):
     found = heldout.sample_writer()
     if found is None or not everything["study"]:
         pytest.skip("no UNIPEN sample writer or no study")
-    readme = re.sub(r"\s+", " ", (paths.PROJECT_ROOT / "README.md").read_text().replace("> ", ""))
+    readme = re.sub(r"\s+", " ", (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8").replace("> ", ""))
     row = everything["study"]["writers"].set_index("writer").loc[found[0]]
     assert f"writer {found[0]}" in readme
     assert f"({row.correct} of {row.digits} digits" in readme
@@ -298,7 +298,7 @@ NOTEBOOKS = sorted(paths.CODE_DIR.glob("[0-9][0-9]_*.ipynb"))
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_notebook_shows_every_figure(notebook):
     """Every executed cell that calls plt.show() carries an image: a grader reads results without running."""
-    cells = json.loads(notebook.read_text())["cells"]
+    cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
     showing = [c for c in cells if c["cell_type"] == "code" and "plt.show()" in "".join(c["source"])]
     for cell in showing:
         assert cell.get("execution_count"), f"{notebook.name}: a plotting cell was never executed"
@@ -427,7 +427,7 @@ def test_the_sample_writer_is_the_one_the_pretrained_model_reads_worst(study, ev
 def test_committed_report_is_a_build_of_the_current_source_and_results(tmp_path):
     """Editing report.typ or a results file without rebuilding the PDF fails here."""
     data = results.to_json(report.report_data()) + "\n"
-    assert (paths.REPORT_DIR / "report_data.json").read_text() == data
+    assert (paths.REPORT_DIR / "report_data.json").read_text(encoding="utf-8") == data
     pdf = report.build_report(tmp_path / "report.pdf", data_file=tmp_path / "report_data.json")
     assert [p.extract_text() for p in PdfReader(pdf).pages] == [p.extract_text() for p in PdfReader(paths.REPORT_PDF).pages]
 

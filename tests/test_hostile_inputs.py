@@ -297,7 +297,7 @@ def test_checkpoint_of_another_network_is_named(checkpoint):
 
 
 def test_corrupt_metrics_file_is_named(checkpoint):
-    checkpoint.with_suffix(".json").write_text("{not json")
+    checkpoint.with_suffix(".json").write_text("{not json", encoding="utf-8")
     assert "is not valid JSON" in _checkpoint_error(checkpoint, named=checkpoint.with_suffix(".json"))
 
 
@@ -319,7 +319,7 @@ def test_tight_and_full_frame_cut_digits_are_accepted_blank_ones_named(tmp_path)
     one = next(d for d in digits if d.label == 1).image
     assert one[:, :10].max() < 40 and one[4:24, 10:18].max() > 200  # a white stroke in the middle, black around
     cv2.imwrite(str(tmp_path / "8" / "blank.png"), np.full((30, 30), 250, np.uint8))
-    with pytest.raises(SheetError, match=r"8/blank\.png' is blank"):
+    with pytest.raises(SheetError, match=r"8[/\\]blank\.png' is blank"):
         sheet_reading.digits_from_folder(tmp_path)
 
 
@@ -344,7 +344,7 @@ def test_notebook_01_saves_dataset_figures_only_after_the_dataset_is_written():
     """A refused run (a sheet, the model check, or an existing dataset) stops before any dataset figure is replaced."""
     import json
 
-    cells = [''.join(c["source"]) for c in json.loads((model.paths.CODE_DIR / "01_dataset_preparation.ipynb").read_text())["cells"]
+    cells = [''.join(c["source"]) for c in json.loads((model.paths.CODE_DIR / "01_dataset_preparation.ipynb").read_text(encoding="utf-8"))["cells"]
              if c["cell_type"] == "code"]
     first = lambda text: next(i for i, c in enumerate(cells) if text in c)  # noqa: E731
     assert first("read_checked_sheets") < first("write_dataset(") < first("save_figure(")

@@ -244,7 +244,7 @@ def test_save_pretrained_keeps_a_different_old_checkpoint(tmp_path, pretrained):
     old = torch.load(f"{folders[0]}/m.pt", weights_only=True)
     assert all(torch.equal(old[k], v) for k, v in pretrained.state_dict().items())
     import json
-    assert json.loads(metrics.read_text()) == {"run": 3, "epoch_seconds_measured": {"LeNet-5": 1.0}}
+    assert json.loads(metrics.read_text(encoding="utf-8")) == {"run": 3, "epoch_seconds_measured": {"LeNet-5": 1.0}}
 
 
 def test_score_after_selection_reproduces_the_final_model(pretrained, tiny_own):

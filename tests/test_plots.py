@@ -19,7 +19,7 @@ def _labelled(ax):
 
 def test_package_does_not_choose_a_backend():
     for source in sorted(Path(plots.__file__).parent.glob("*.py")):
-        assert "matplotlib.use(" not in source.read_text(), source.name
+        assert "matplotlib.use(" not in source.read_text(encoding="utf-8"), source.name
 
 
 def test_save_figure_writes_png_and_pdf(tmp_path):

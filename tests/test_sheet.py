@@ -105,7 +105,7 @@ def test_photo_without_a_page_is_refused():
 
 def test_unreadable_and_missing_files_are_named(tmp_path):
     bad = tmp_path / "my sheet.jpg"
-    bad.write_text("not an image")
+    bad.write_text("not an image", encoding="utf-8")
     with pytest.raises(SheetError, match="could not be read as an image"):
         sheet_reading.read_image(bad)
     with pytest.raises(SheetError, match="does not exist"):

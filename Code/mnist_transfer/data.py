@@ -51,7 +51,7 @@ def expected_checksums(mnist_dir: Path = paths.MNIST_DIR) -> dict[str, str]:
     if not sums_file.is_file():
         raise DataError(f"Checksum list {sums_file} is missing. {RESTORE_HINT}")
     sums = {}
-    for line in sums_file.read_text().splitlines():
+    for line in sums_file.read_text(encoding="utf-8").splitlines():
         if line.strip():
             digest, name = line.split()
             sums[name.lstrip("*")] = digest
@@ -137,7 +137,7 @@ def read_manifest(manifest: Path = paths.MANIFEST) -> list[dict]:
     if not Path(manifest).is_file():
         raise DataError(f"The dataset manifest {manifest} is missing, so the split folders cannot be checked. "
                         "Re-run notebook 01_dataset_preparation to write the dataset and its manifest.")
-    with open(manifest, newline="") as handle:
+    with open(manifest, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     if rows and not {"file", "label", "split", "sha256"} <= set(rows[0]):
         raise DataError(f"{manifest} is not a dataset manifest (columns {list(rows[0])}). {REBUILD_HINT}")

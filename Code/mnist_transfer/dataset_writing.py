@@ -140,7 +140,7 @@ def write_dataset(
             p["path"].parent.mkdir(parents=True, exist_ok=True)
             p["path"].write_bytes(p["data"])
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
-    with open(manifest, "w", newline="") as handle:
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["file", "label", "split", "source", "row", "col", "sha256"])
         writer.writeheader()
         for p in sorted(plan, key=lambda p: p["file"]):

@@ -58,7 +58,7 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def load_writers(path=paths.UNIPEN_WRITERS) -> MappingProxyType:
     """Every writer's digits: a read-only mapping ``"W01"`` -> tuple of :class:`PenDigit` (cached)."""
-    with gzip.open(path, "rt") as handle:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
         data = json.load(handle)
     writers = {}
     for writer in data["writers"]:

@@ -130,7 +130,7 @@ def save_pretrained(model: DigitCNN, metrics: dict, epoch_cost: dict | None = No
                 if path.exists():
                     shutil.copy2(path, backup / path.name)
     save_checkpoint(model, checkpoint)
-    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n")
+    metrics_file.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     return {"checkpoint": paths.shown(checkpoint), "previous_kept_in": paths.shown(backup) if backup else None}
 
 
@@ -161,7 +161,7 @@ def load_pretrained(
     widths = (32, 64, 96, 128)
     if metrics.is_file():
         try:
-            widths = tuple(json.loads(metrics.read_text()).get("widths", widths))
+            widths = tuple(json.loads(metrics.read_text(encoding="utf-8")).get("widths", widths))
         except (ValueError, AttributeError, TypeError) as err:
             raise CheckpointError(f"{metrics} is not valid JSON ({err}). {CHECKPOINT_FIX}") from None
     model = DigitCNN(widths=widths)
@@ -193,7 +193,7 @@ def load_pretrained_metrics(metrics: Path = paths.PRETRAINED_METRICS) -> dict:
             f"{metrics} is missing. Restore it with `git checkout -- Code/models` or re-create it by running "
             "notebook 00_pretrain_mnist."
         )
-    return json.loads(Path(metrics).read_text())
+    return json.loads(Path(metrics).read_text(encoding="utf-8"))
 
 
 def resnet18_for_mnist() -> nn.Module:

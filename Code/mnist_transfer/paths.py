@@ -11,6 +11,12 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent
 CODE_DIR = PACKAGE_DIR.parent
 PROJECT_ROOT = CODE_DIR.parent
+if not (PROJECT_ROOT / "pyproject.toml").is_file():
+    raise ImportError(
+        f"mnist_transfer was imported from {PACKAGE_DIR}, which is not inside the project folder, so it cannot find "
+        "the data, the model and the results. Install it editable from the project folder "
+        "(`python run.py setup` does, or `pip install -e .`), or import it from the project's Code/ folder."
+    )
 
 MNIST_DIR = CODE_DIR / "data" / "MNIST"
 UNIPEN_DIR = CODE_DIR / "data" / "unipen"  # real writers' digits as pen strokes (CC BY 4.0)

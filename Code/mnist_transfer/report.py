@@ -210,7 +210,7 @@ def build_report(pdf: Path = paths.REPORT_PDF, results: dict | None = None,
     ``data_file`` so a reader can see exactly what the report was built from.
     """
     payload = to_json(report_data(results))
-    Path(data_file).write_text(payload + "\n")
+    Path(data_file).write_text(payload + "\n", encoding="utf-8")
     typst.compile(str(source), output=str(pdf), root=str(paths.CODE_DIR),
                   ignore_system_fonts=True, sys_inputs={"data": payload})
     return pdf

@@ -39,7 +39,7 @@ def to_json(payload) -> str:
 def save_results(name: str, payload: dict, results_dir: Path = paths.RESULTS_DIR) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"
-    path.write_text(to_json(payload) + "\n")
+    path.write_text(to_json(payload) + "\n", encoding="utf-8")
     return path
 
 
@@ -47,7 +47,7 @@ def load_results(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
     path = results_dir / f"{name}.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: run the notebook that writes '{name}' first.")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def save_predictions(name: str, frame: pd.DataFrame, results_dir: Path = paths.RESULTS_DIR) -> Path:
@@ -125,7 +125,7 @@ def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.P
     if baseline.get("heldout"):
         baseline["heldout_predictions"] = load_predictions("pretrained_heldout", results_dir)
     return {
-        "pretrained": json.loads(Path(metrics_file).read_text()),
+        "pretrained": json.loads(Path(metrics_file).read_text(encoding="utf-8")),
         "baseline": baseline,
         "last": load_experiment(EXPERIMENTS[0], results_dir),
         "many": load_experiment(EXPERIMENTS[1], results_dir),

@@ -617,7 +617,7 @@ def save_study(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Pat
     if "study" in outputs:
         written["summary"] = folder / FILES["summary"]
         summary = {**study_summary(outputs["study"]), "seconds": outputs.get("seconds"), "grids": outputs.get("grids")}
-        written["summary"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+        written["summary"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return written
 
 
@@ -627,5 +627,5 @@ def load_study(folder: Path = paths.RESULTS_DIR) -> dict:
     out = {key: pd.read_csv(folder / name) for key, name in FILES.items()
            if key != "summary" and (folder / name).exists()}
     if (folder / FILES["summary"]).exists():
-        out["summary"] = json.loads((folder / FILES["summary"]).read_text())
+        out["summary"] = json.loads((folder / FILES["summary"]).read_text(encoding="utf-8"))
     return out

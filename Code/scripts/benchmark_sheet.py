@@ -68,7 +68,7 @@ def main() -> None:
           f"{sum(bool(r['refused']) for r in rows)} refused, {sum(r['found'] - r['correct'] for r in rows)} digits misplaced; "
           f"seconds per sheet median {statistics.median(times):.2f}, max {max(times):.2f}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
     truth_path = args.out.with_name(args.out.stem + "_truth.csv")
-    with open(truth_path, "w", newline="") as handle:
+    with open(truth_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=["row", "col", "label", "writer", "index"])
         writer.writeheader()
         for t in sorted(truth, key=lambda t: (t["row"], t["col"])):

@@ -46,13 +46,13 @@ def main() -> None:
         cv2.imwrite(str(args.out / image_name), image, quality)
         fields = dataclasses.asdict(spec)
         record = {"image": image_name, "spec": fields, "traits": sorted(spec.traits), "digits": truth}
-        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+        (args.out / f"{stem}.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
         index.append({"image": image_name, "writer": spec.writer, "layout": fields["layout"],
                       "traits": sorted(spec.traits), "render_s": round(seconds, 3)})
         size = f"{image.shape[1]}x{image.shape[0]}"
         print(f"{image_name:45s} {size}  {seconds:.2f} s  {' '.join(sorted(spec.traits))}")
-    (args.out / "index.json").write_text(json.dumps(index, indent=1))
-    (args.out / "README.txt").write_text(ATTRIBUTION)
+    (args.out / "index.json").write_text(json.dumps(index, indent=1), encoding="utf-8")
+    (args.out / "README.txt").write_text(ATTRIBUTION, encoding="utf-8")
     print(f"wrote {len(index)} sheets to {args.out}")
 
 
