@@ -12,6 +12,7 @@ only modules above it in this list (no cycles):
 * :mod:`.handwriting`      real writers' pen strokes (UNIPEN) drawn as digits and sheets
 * :mod:`.data`             MNIST from the committed IDX files; the own split folders as tensors
 * :mod:`.model`            the compact CNN, its named stages, freezing, checkpoint I/O
+* :mod:`.parameters`       every notebook's parameters cell checked in one place, each wrong value named
 * :mod:`.evaluation`       predictions, evaluation records, the sealed test set
 * :mod:`.sheet_check`      the pre-trained model's plausibility check of a sheet's labels before writing
 * :mod:`.heldout`          the sample writer's other digits, evaluated once per final model

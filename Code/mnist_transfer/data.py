@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +145,16 @@ def read_manifest(manifest: Path = paths.MANIFEST) -> list[dict]:
     return rows
 
 
+def dataset_fingerprint(manifest: Path = paths.MANIFEST) -> str:
+    """sha256 of the dataset as the manifest lists it (every file, label, split and the file's own sha256).
+
+    Every results file of notebooks 02-04 records it, so a result computed on another dataset is refused.
+    """
+    rows = read_manifest(manifest)
+    lines = sorted(f"{r['file']},{r['label']},{r['split']},{r['sha256']}" for r in rows)
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
 def manifest_problems(split_dir: Path, split: str | None, manifest_rows: list[dict]) -> list[str]:
     """Every way the files under ``split_dir`` differ from the manifest (empty list: they match).
 
@@ -155,7 +166,7 @@ def manifest_problems(split_dir: Path, split: str | None, manifest_rows: list[di
     prefix = split_dir.name + "/"
     on_disk = {
         f"{split_dir.name}/{p.relative_to(split_dir).as_posix()}": p
-        for p in split_dir.rglob("*") if p.is_file() and not p.name.startswith(".")
+        for p in split_dir.rglob("*") if p.is_file() and not paths.is_os_file(p, split_dir)
     }
     listed = {row["file"]: row for row in manifest_rows if row["file"].startswith(prefix)}
     by_hash: dict[str, list[str]] = {}
@@ -186,13 +197,27 @@ def manifest_problems(split_dir: Path, split: str | None, manifest_rows: list[di
 
 def _check_class_folders(split_dir: Path) -> None:
     for entry in sorted(split_dir.iterdir()):
-        if entry.name.startswith("."):
+        if paths.is_os_file(entry, split_dir):
             continue
         if entry.is_dir() and not (len(entry.name) == 1 and entry.name.isdigit()):
             raise DataError(
                 f"'{entry}' is not a class folder: the classes are the digits 0 to 9, one folder each, named by the "
                 f"digit. Move its images into the right digit folder or remove it. {REBUILD_HINT}"
             )
+
+
+class _DigitFolders(datasets.ImageFolder):
+    """torchvision's ImageFolder whose classes are only the digit folders 0-9, each labelled by its own digit."""
+
+    def find_classes(self, directory):
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and len(e.name) == 1 and e.name.isdigit())
+        return classes, {name: int(name) for name in classes}
+
+
+def _is_dataset_image(path: Path, split_dir: Path) -> bool:
+    """An image file the loader reads: the same files the manifest check sees (the OS's own files never)."""
+    return datasets.folder.has_file_allowed_extension(path.name, datasets.folder.IMG_EXTENSIONS) \
+        and not paths.is_os_file(path, split_dir)
 
 
 def load_split(split_dir: Path, manifest: Path | None = paths.MANIFEST, split: str | None = None) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -216,11 +241,12 @@ def load_split(split_dir: Path, manifest: Path | None = paths.MANIFEST, split: s
             shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
             raise DataError(f"'{split_dir.name}' does not match the dataset manifest {Path(manifest).name}: {shown}. "
                             f"{REBUILD_HINT}")
-    stray = [p for p in split_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
+    stray = [p for p in split_dir.iterdir() if p.is_file() and not paths.is_os_file(p, split_dir)]
     if stray:
         raise DataError(f"{stray[0]} lies outside the digit folders of '{split_dir}'. Move it into its digit "
                         "folder or remove it.")
-    folder = datasets.ImageFolder(str(split_dir), loader=_grayscale_loader, allow_empty=True)
+    folder = _DigitFolders(str(split_dir), loader=_grayscale_loader, allow_empty=True,
+                           is_valid_file=lambda p: _is_dataset_image(Path(p), split_dir))
     if len(folder) == 0:
         raise DataError(f"Dataset folder '{split_dir}' holds no images.")
     images, labels, files = [], [], []
@@ -233,8 +259,8 @@ def load_split(split_dir: Path, manifest: Path | None = paths.MANIFEST, split: s
             raise DataError(f"{path} is a dark digit on a light ground; MNIST-style images are white on black. "
                             "Re-run notebook 01 to write the dataset again.")
         images.append(image)
-        labels.append(int(folder.classes[class_index]))
-        files.append(str(Path(path).relative_to(split_dir.parent)))
+        labels.append(class_index)  # the class index is the digit itself (_DigitFolders)
+        files.append(Path(path).relative_to(split_dir.parent).as_posix())
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), files
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import shutil
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -93,9 +94,82 @@ def _existing_files(split_dirs: dict[str, Path]) -> dict[str, str]:
     for folder in split_dirs.values():
         if folder.exists():
             for p in folder.rglob("*"):
-                if p.is_file():
+                if p.is_file() and not paths.is_os_file(p, folder):  # Finder's .DS_Store is no change
                     found[f"{folder.name}/{p.relative_to(folder).as_posix()}"] = hashlib.sha256(p.read_bytes()).hexdigest()
     return found
+
+
+def _differences(existing: dict[str, str], wanted: dict[str, str], shown: int = 3) -> str:
+    """How the dataset on disk differs from the one to write, naming a few files."""
+    only_there = sorted(set(existing) - set(wanted))
+    only_new = sorted(set(wanted) - set(existing))
+    changed = sorted(f for f in set(existing) & set(wanted) if existing[f] != wanted[f])
+    parts = []
+    for files, what in ((only_there, "not written by this run"), (only_new, "not there yet"),
+                        (changed, "with other bytes")):
+        if files:
+            more = f" and {len(files) - shown} more" if len(files) > shown else ""
+            parts.append(f"{len(files)} file{'s' if len(files) > 1 else ''} {what} ({', '.join(files[:shown])}{more})")
+    return "; ".join(parts)
+
+
+def _check_writable(split_dirs: dict[str, Path], manifest: Path, backup_dir: Path) -> None:
+    """Every folder this write changes must accept a new file, before anything is moved or written."""
+    folders = {Path(manifest).parent, backup_dir}
+    for folder in split_dirs.values():
+        folders.add(folder.parent)
+        if folder.exists():
+            folders.update(p for p in [folder, *folder.rglob("*")] if p.is_dir())
+    unwritable = []
+    for folder in sorted(folders):
+        while not folder.exists():  # a folder still to be made: its first existing parent must be writable
+            folder = folder.parent
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as err:
+            unwritable.append(f"{paths.shown(folder)} ({err.strerror or type(err).__name__})")
+    if unwritable:
+        raise PermissionError(
+            f"Cannot write the dataset: {', '.join(unwritable[:5])}"
+            + (f" and {len(unwritable) - 5} more" if len(unwritable) > 5 else "")
+            + " cannot be written to. Nothing was changed. Make the folders writable (not read-only, not on a "
+            "read-only drive, not open in another program) and run the notebook again."
+        )
+
+
+def _move_to_backup(items: list[Path], backup_dir: Path) -> Path:
+    """Move the existing items into a new backup folder; on any failure move back what was moved, and re-raise."""
+    backup = paths.unique_folder(backup_dir, "dataset")
+    moved = []
+    try:
+        for item in items:
+            if item.exists():
+                shutil.move(str(item), str(backup / item.name))
+                moved.append(item)
+    except OSError as err:
+        for item in reversed(moved):
+            shutil.move(str(backup / item.name), str(item))
+        shutil.rmtree(backup, ignore_errors=True)
+        raise PermissionError(f"Moving the old dataset to {paths.shown(backup_dir)} failed ({err}); everything was "
+                              "put back where it was. Nothing was changed.") from err
+    return backup
+
+
+# The results computed from the dataset (notebooks 02-04): a new dataset makes them stale, so they go with the old one.
+DERIVED_FROM_DATASET = ("02_baseline_evaluation", "03_finetune_last_layer", "04_finetune_n_layers")
+
+
+def _move_stale_results(results_dir: Path, backup: Path | None, backup_dir: Path) -> tuple[Path | None, list[Path]]:
+    """Move every results file computed from the old dataset into the backup (made if there is none yet)."""
+    stale = sorted(p for p in results_dir.glob("*") if p.is_file() and paths.written_by(p) in DERIVED_FROM_DATASET) \
+        if results_dir.is_dir() else []
+    if stale:
+        backup = backup or paths.unique_folder(backup_dir, "dataset")
+        (backup / "results").mkdir(exist_ok=True)
+        for path in stale:
+            shutil.move(str(path), str(backup / "results" / path.name))
+    return backup, stale
 
 
 def write_dataset(
@@ -112,6 +186,10 @@ def write_dataset(
     * A different dataset there and ``replace=False``: raise :class:`DatasetExistsError`.
     * A different dataset there and ``replace=True``: move the old folders and manifest
       to ``backup_dir/dataset-<time>/`` first, then write.
+
+    Whenever files are written, the results computed from the previous dataset (notebooks 02-04, in the
+    manifest's folder) are moved to that backup too (``results/``): nothing derived from an old dataset stays
+    beside a new one. Returns ``{"status", "files", "backup", "results_moved"}``.
     """
     split_dirs = split_dirs or paths.SPLIT_DIRS
     plan = _planned_files(splits, split_dirs)
@@ -120,22 +198,23 @@ def write_dataset(
     status = "written"
     backup = None
     if existing and existing == wanted:
-        status = "unchanged"
+        status = "unchanged"  # nothing to write but the manifest
     elif existing:
         if not replace:
             raise DatasetExistsError(
                 f"A different dataset ({len(existing)} files) is already in "
-                f"{', '.join(repr(d.name) for d in split_dirs.values())}. Nothing was changed. To keep it, "
-                "copy those folders elsewhere first; to replace it, set REPLACE_EXISTING = True in the "
-                f"parameters cell (the old folders are then moved to {backup_dir.name}/, not deleted)."
+                f"{', '.join(repr(d.name) for d in split_dirs.values())}: {_differences(existing, wanted)}. "
+                "Nothing was changed. To keep it, copy those folders elsewhere first; to replace it, set "
+                "REPLACE_EXISTING = True in the parameters cell (the old folders are then moved to "
+                f"{backup_dir.name}/, not deleted)."
             )
-        backup = paths.unique_folder(backup_dir, "dataset")
-        for folder in split_dirs.values():
-            if folder.exists():
-                shutil.move(str(folder), str(backup / folder.name))
-        if Path(manifest).exists():
-            shutil.move(str(manifest), str(backup / Path(manifest).name))
+        _check_writable(split_dirs, manifest, backup_dir)
+        backup = _move_to_backup([*split_dirs.values(), Path(manifest)], backup_dir)
+    else:
+        _check_writable(split_dirs, manifest, backup_dir)  # nothing there yet
+    moved_results = []
     if status == "written":
+        backup, moved_results = _move_stale_results(Path(manifest).parent, backup, backup_dir)
         for p in plan:
             p["path"].parent.mkdir(parents=True, exist_ok=True)
             p["path"].write_bytes(p["data"])
@@ -145,4 +224,5 @@ def write_dataset(
         writer.writeheader()
         for p in sorted(plan, key=lambda p: p["file"]):
             writer.writerow({k: p[k] for k in writer.fieldnames})
-    return {"status": status, "files": len(plan), "backup": paths.shown(backup) if backup else None}
+    return {"status": status, "files": len(plan), "backup": paths.shown(backup) if backup else None,
+            "results_moved": len(moved_results)}

@@ -94,7 +94,19 @@ def pick_device(preferred: str | None = None) -> torch.device:
     """CPU by default; CUDA or Apple MPS when present. ``DIGITS_DEVICE=cpu`` forces a device."""
     choice = preferred or os.environ.get("DIGITS_DEVICE")
     if choice:
-        return torch.device(choice)
+        source = "the device argument" if preferred else "the environment variable DIGITS_DEVICE"
+        try:
+            device = torch.device(choice)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"{source} is {choice!r}, which is not a device: use cpu, cuda or mps "
+                             "(or unset it to use CUDA or Apple MPS when present, else the CPU).") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{source} asks for {choice!r}, but PyTorch sees no CUDA GPU on this machine: use cpu, "
+                             "or unset it.")
+        if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"{source} asks for 'mps', but Apple MPS is not available on this machine: use cpu, "
+                             "or unset it.")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

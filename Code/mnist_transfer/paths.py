@@ -5,6 +5,7 @@ the tests find the same files wherever they are started from. Folder names with
 spaces ("Training Set") are plain :class:`pathlib.Path` objects and need no quoting.
 """
 
+import re
 import time
 from pathlib import Path
 
@@ -64,3 +65,33 @@ def unique_folder(parent: Path, prefix: str) -> Path:
         except FileExistsError:
             continue
     raise FileExistsError(f"Could not make a new backup folder in {parent}: {stamp}-0 to -999 all exist.")
+
+
+# Which notebook writes which file (by file name), so that a missing or damaged file names its fix.
+WRITTEN_BY = (
+    (r"mnist_cnn\.(json|pt)$", "00_pretrain_mnist"),
+    (r"dataset_manifest\.csv$", "01_dataset_preparation"),
+    (r"(baseline\.json|predictions_pretrained_.*)$", "02_baseline_evaluation"),
+    (r".*finetune_last_layer.*$", "03_finetune_last_layer"),
+    (r".*finetune_n_layers.*$", "04_finetune_n_layers"),
+    (r"writer_.*$", "05_writer_study"),
+    (r"(report_data\.json|Assignment 4.*)$", "06_analysis_and_report"),
+)
+
+
+def written_by(path: Path) -> str | None:
+    """The notebook that writes ``path`` (e.g. ``"02_baseline_evaluation"``), or None for a file no notebook writes."""
+    return next((notebook for pattern, notebook in WRITTEN_BY if re.match(pattern, Path(path).name)), None)
+
+
+# What the operating system or Jupyter leave in folders; never part of a dataset, never counted as a change.
+OS_FILES = frozenset({".DS_Store", "Thumbs.db", "desktop.ini", ".localized"})
+OS_FOLDERS = frozenset({".ipynb_checkpoints", "__MACOSX", ".Trashes", ".Spotlight-V100", ".fseventsd"})
+
+
+def is_os_file(path: Path, within: Path | None = None) -> bool:
+    """True for macOS Finder's .DS_Store and ._ copies, Windows' Thumbs.db and desktop.ini, and anything in a
+    .ipynb_checkpoints or __MACOSX folder (below ``within``). A hidden file a person saved (``.x.jpg``) is not."""
+    path = Path(path)
+    parts = path.relative_to(within).parts if within is not None else path.parts
+    return path.name in OS_FILES or path.name.startswith("._") or any(part in OS_FOLDERS for part in parts)

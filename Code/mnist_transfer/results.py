@@ -15,10 +15,19 @@ import numpy as np
 import pandas as pd
 
 from . import paths
+from .data import dataset_fingerprint
 from .writer_study import load_study
 
 # The two fine-tuning experiments, by the name their files carry.
 EXPERIMENTS = ("finetune_last_layer", "finetune_n_layers")
+
+
+class ResultsFileError(RuntimeError):
+    """A results file is missing or damaged; the message names the file and the notebook that writes it."""
+
+
+class MissingResultsError(ResultsFileError, FileNotFoundError):
+    """A results file does not exist (yet)."""
 
 
 def _json_default(value):
@@ -36,18 +45,62 @@ def to_json(payload) -> str:
     return json.dumps(payload, indent=2, default=_json_default)
 
 
-def save_results(name: str, payload: dict, results_dir: Path = paths.RESULTS_DIR) -> Path:
+def save_results(name: str, payload: dict, results_dir: Path = paths.RESULTS_DIR,
+                 manifest: Path = paths.MANIFEST) -> Path:
+    """Write ``<name>.json`` with the fingerprint of the dataset it was computed on (``dataset_fingerprint``)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name}.json"
+    payload = {**payload, "dataset_fingerprint": dataset_fingerprint(manifest)}
     path.write_text(to_json(payload) + "\n", encoding="utf-8")
     return path
 
 
-def load_results(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
-    path = results_dir / f"{name}.json"
+class StaleResultsError(ResultsFileError):
+    """A results file was computed on another dataset than the one in the split folders now."""
+
+
+def check_fresh(record: dict, path: Path, manifest: Path = paths.MANIFEST) -> None:
+    """Refuse a results record whose dataset fingerprint is not the current dataset's."""
+    current = dataset_fingerprint(manifest)
+    recorded = record.get("dataset_fingerprint")
+    if recorded != current:
+        was = f"dataset {recorded[:12]}" if recorded else "a dataset it does not name"
+        raise StaleResultsError(
+            f"{paths.shown(path)} was computed on {was}, not on the current one ({current[:12]}, from "
+            f"{paths.shown(manifest)}): notebook 01 wrote a new dataset since. Run notebook "
+            f"{paths.written_by(path)} again (or every notebook from 02 on, in order: "
+            "`python run.py pipeline --no-retrain`).")
+
+
+def _fix(path: Path) -> str:
+    notebook = paths.written_by(path)
+    return f"run notebook {notebook} again to write it" if notebook else "restore it from git"
+
+
+def read_json(path: Path) -> dict:
+    """A JSON results file; a missing, empty or damaged one is named with the notebook that writes it."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the notebook that writes '{name}' first.")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise MissingResultsError(f"{paths.shown(path)} is missing: {_fix(path)}.")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ResultsFileError(f"{paths.shown(path)} is damaged (not valid JSON: {err}); {_fix(path)}.") from None
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    """A CSV results file; a missing, empty or damaged one is named with the notebook that writes it."""
+    path = Path(path)
+    if not path.is_file():
+        raise MissingResultsError(f"{paths.shown(path)} is missing: {_fix(path)}.")
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, EOFError, OSError) as err:
+        raise ResultsFileError(f"{paths.shown(path)} is damaged ({type(err).__name__}: {err}); {_fix(path)}.") from None
+
+
+def load_results(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
+    return read_json(results_dir / f"{name}.json")
 
 
 def save_predictions(name: str, frame: pd.DataFrame, results_dir: Path = paths.RESULTS_DIR) -> Path:
@@ -58,10 +111,7 @@ def save_predictions(name: str, frame: pd.DataFrame, results_dir: Path = paths.R
 
 
 def load_predictions(name: str, results_dir: Path = paths.RESULTS_DIR) -> pd.DataFrame:
-    path = results_dir / f"predictions_{name}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run the notebook that writes '{name}' first.")
-    return pd.read_csv(path)
+    return read_csv(results_dir / f"predictions_{name}.csv")
 
 
 def save_experiment(name: str, runs: pd.DataFrame, curves: pd.DataFrame, ranking: pd.DataFrame, chosen,
@@ -105,13 +155,13 @@ def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
     out = load_results(name, results_dir)
     for table in ("runs", "curves", "ranking"):
         prefix = {"runs": "grid_runs", "curves": "curves", "ranking": "grid_ranking"}[table]
-        out[table] = pd.read_csv(results_dir / f"{prefix}_{name}.csv")
+        out[table] = read_csv(results_dir / f"{prefix}_{name}.csv")
     out["predictions"] = load_predictions(f"{name}_own_test", results_dir)
     if out.get("heldout"):
         out["heldout_predictions"] = load_predictions(f"{name}_heldout", results_dir)
     after = results_dir / f"after_selection_{name}.csv"
     if after.is_file():
-        out["after_selection"] = pd.read_csv(after)
+        out["after_selection"] = read_csv(after)
     return out
 
 
@@ -121,15 +171,19 @@ def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.P
     predictions under ``predictions``), ``last`` and ``many`` (:func:`load_experiment`), ``manifest``, and
     ``study``, the writer study of notebook 05 (:func:`.writer_study.load_study`; empty before it ran)."""
     baseline = load_results("baseline", results_dir)
+    check_fresh(baseline, results_dir / "baseline.json", manifest)
     baseline["predictions"] = load_predictions("pretrained_own_test", results_dir)
     if baseline.get("heldout"):
         baseline["heldout_predictions"] = load_predictions("pretrained_heldout", results_dir)
+    experiments = {name: load_experiment(name, results_dir) for name in EXPERIMENTS}
+    for name, record in experiments.items():
+        check_fresh(record, results_dir / f"{name}.json", manifest)
     return {
-        "pretrained": json.loads(Path(metrics_file).read_text(encoding="utf-8")),
+        "pretrained": read_json(metrics_file),
         "baseline": baseline,
-        "last": load_experiment(EXPERIMENTS[0], results_dir),
-        "many": load_experiment(EXPERIMENTS[1], results_dir),
-        "manifest": pd.read_csv(manifest),
+        "last": experiments[EXPERIMENTS[0]],
+        "many": experiments[EXPERIMENTS[1]],
+        "manifest": read_csv(manifest),
         "study": load_study(results_dir),
     }
 

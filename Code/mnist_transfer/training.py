@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 import random
 import time
@@ -200,6 +201,28 @@ class FinetuneConfig:
     augment: bool = False  # small random affine jitter of the training images
     body_lr_factor: float = 1.0  # learning rate of unfrozen stages before the head, relative to lr
     weight_decay: float = 0.0
+
+    def __post_init__(self):
+        """A configuration that would train backwards (a negative rate), not at all, or crash is refused here."""
+        wrong = [f"{name} must be {what}; got {getattr(self, name)!r}" for name, what, ok in (
+            ("n_last", f"a whole number from 1 to {len(STAGES)}", lambda v: _whole(v) and 1 <= v <= len(STAGES)),
+            ("lr", "a positive number, at most 1", lambda v: _finite(v) and 0 < v <= 1),
+            ("batch_size", "a positive whole number", lambda v: _whole(v) and v >= 1),
+            ("epochs", "a positive whole number", lambda v: _whole(v) and v >= 1),
+            ("augment", "True or False", lambda v: isinstance(v, (bool, np.bool_))),
+            ("body_lr_factor", "a positive number, at most 1", lambda v: _finite(v) and 0 < v <= 1),
+            ("weight_decay", "a number of 0 or more", lambda v: _finite(v) and v >= 0),
+        ) if not ok(getattr(self, name))]
+        if wrong:
+            raise ValueError("This fine-tuning configuration cannot be trained: " + "; ".join(wrong) + ".")
+
+
+def _whole(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _param_groups(model: DigitCNN, config: FinetuneConfig) -> list[dict]:

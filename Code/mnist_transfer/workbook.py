@@ -1,13 +1,20 @@
 """``Assignment 4 Results.xlsx``: the four required accuracies first, then the evidence behind them.
 
 Built from :func:`.results.load_all` only (openpyxl through pandas), so every cell comes from a run.
+The workbook records a fingerprint of what it wrote; a workbook a person has changed since (a sheet or a
+comment added, a cell edited) is moved to ``Code/backups/`` before a new one replaces it, never lost.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
 from pathlib import Path
 
+import openpyxl
 import pandas as pd
+from openpyxl.packaging.custom import StringProperty
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
@@ -83,11 +90,60 @@ def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
     return sheets
 
 
-def write_workbook(path: Path = paths.WORKBOOK, results: dict | None = None) -> Path:
-    """Write the workbook (header row bold and frozen, percentages formatted); return its path."""
-    sheets = workbook_sheets(results if results is not None else load_all())
-    percent = PERCENT_COLUMNS | set(sheets["Per-class accuracy"].columns[1:])
+FINGERPRINT = "mnist_transfer_content_sha256"  # custom document property: what this project wrote
+
+
+def content_fingerprint(book: openpyxl.Workbook) -> str:
+    """sha256 of every sheet name, cell value and cell comment (not of styles or the file's timestamps)."""
+    digest = hashlib.sha256()
+    for sheet in book.worksheets:
+        digest.update(f"\x00sheet {sheet.title}".encode("utf-8"))
+        for row in sheet.iter_rows():
+            for cell in row:
+                if cell.value is not None or cell.comment is not None:
+                    comment = cell.comment.text if cell.comment is not None else ""
+                    digest.update(f"\x00{cell.coordinate}={cell.value!r}|{comment}".encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _recorded_and_actual(path: Path) -> tuple[str | None, str]:
+    book = openpyxl.load_workbook(path)
+    recorded = book.custom_doc_props[FINGERPRINT].value if FINGERPRINT in book.custom_doc_props.names else None
+    return recorded, content_fingerprint(book)
+
+
+def write_workbook(path: Path = paths.WORKBOOK, results: dict | None = None,
+                   backup_dir: Path = paths.BACKUP_DIR) -> dict:
+    """Write the workbook (header row bold and frozen, percentages formatted).
+
+    Returns ``{"path", "backup"}``: ``backup`` is where the previous workbook was moved (shown relative to the
+    project) when a person had changed it since this project wrote it, else None.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    new = path.with_name(f".{path.stem}.new{path.suffix}")
+    _write_sheets(new, workbook_sheets(results if results is not None else load_all()))
+    book = openpyxl.load_workbook(new)
+    written = content_fingerprint(book)
+    book.custom_doc_props.append(StringProperty(name=FINGERPRINT, value=written))
+    book.save(new)
+    backup = None
+    try:
+        if path.exists():
+            recorded, actual = _recorded_and_actual(path)
+            if actual != recorded and actual != written:  # changed by hand since it was written (or never ours)
+                backup = paths.unique_folder(backup_dir, "workbook")
+                shutil.copy2(path, backup / path.name)
+        os.replace(new, path)
+    except PermissionError:
+        new.unlink(missing_ok=True)
+        raise PermissionError(f"{paths.shown(path)} cannot be replaced: close it in Excel (or any program that has "
+                              "it open), then run this cell again. The workbook on disk was not changed.") from None
+    return {"path": path, "backup": paths.shown(backup / path.name) if backup else None}
+
+
+def _write_sheets(path: Path, sheets: dict[str, pd.DataFrame]) -> None:
+    percent = PERCENT_COLUMNS | set(sheets["Per-class accuracy"].columns[1:])
     with pd.ExcelWriter(path, engine="openpyxl") as writer:
         for name, frame in sheets.items():
             frame.to_excel(writer, sheet_name=name, index=False)
@@ -104,4 +160,3 @@ def write_workbook(path: Path = paths.WORKBOOK, results: dict | None = None) -> 
                 if column in percent:  # two decimals on the first sheet: 99.66%, not a rounded 99.7%
                     for cell in sheet[letter][1:]:
                         cell.number_format = "0.0%" if name.startswith("Tuning") or name.startswith("Per-class") else "0.00%"
-    return path

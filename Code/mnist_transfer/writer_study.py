@@ -624,8 +624,14 @@ def save_study(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Pat
 def load_study(folder: Path = paths.RESULTS_DIR) -> dict:
     """The files of :func:`save_study` that exist under ``folder`` (tables as DataFrames, summary as a dict)."""
     folder = Path(folder)
-    out = {key: pd.read_csv(folder / name) for key, name in FILES.items()
-           if key != "summary" and (folder / name).exists()}
-    if (folder / FILES["summary"]).exists():
-        out["summary"] = json.loads((folder / FILES["summary"]).read_text(encoding="utf-8"))
+    out = {}
+    for key, name in FILES.items():
+        path = folder / name
+        if not path.exists():
+            continue
+        try:
+            out[key] = json.loads(path.read_text(encoding="utf-8")) if key == "summary" else pd.read_csv(path)
+        except (ValueError, EOFError, OSError) as err:  # bad JSON, bad CSV, a truncated .gz
+            raise ValueError(f"{paths.shown(path)} is damaged ({type(err).__name__}: {err}); run notebook "
+                             "05_writer_study again to write it.") from None
     return out
