@@ -29,12 +29,14 @@ Data: UNIPEN train_r01_v07, Guyon et al., ICPR 1994, doi:10.5281/zenodo.1195803,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import cv2
 import numpy as np
 
 from . import handwriting as hw
 from . import paths, synth
+from .sheet_reading import SheetLayout
 
 PENS = {**hw.PENS, "fine": 0.035}  # pen width as a fraction of the digit height
 INKS = {**hw.INKS, "red": (48, 40, 196), "pencil": (100, 100, 104)}  # BGR
@@ -95,7 +97,8 @@ class StudentSpec(hw.SheetSpec):
     @property
     def name(self) -> str:
         extra = sorted(self.traits - hw.SheetSpec(writer=self.writer).traits - {"photo"})
-        return super().name + ("_" + "-".join(extra) if extra else "")
+        where = f"_r{self.hostile_row}c{self.hostile_col}" if self.hostile else ""
+        return super().name + ("_" + "-".join(extra) if extra else "") + where
 
 
 # --------------------------------------------------------------------------- digits written apart
@@ -636,7 +639,7 @@ def _desk(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
         warp *= 40 / max(1e-6, float(np.abs(warp).max()))
         grain = np.sin(2 * np.pi * (across + warp) / period)
         base = np.float32(rng.uniform([35, 70, 115], [65, 105, 170]))
-        tone = 1 + 0.13 * grain + 0.5 * noise(1.0)
+        tone = 1 + 0.16 * grain + 0.1 * noise(1.0)
         small = base * tone[..., None]
     elif kind == "dark":
         base = np.float32(rng.uniform([22, 22, 24], [48, 46, 50]))
@@ -653,9 +656,8 @@ def _desk_quad(framing: str, pw: int, ph: int, out_w: int, out_h: int, rng) -> n
     """Where the page's corners (TL, TR, BR, BL) land in the photo for ``framing``."""
     aspect = ph / pw
     if framing in ("left", "right"):  # the desk along one border, the paper past the other
-        width = rng.uniform(0.93, 0.99) * out_w
-        x0 = out_w - width * rng.uniform(0.92, 0.99) - rng.uniform(0.0, 0.01) * out_w
-        x0 = max(x0, 0.025 * out_w)
+        x0 = rng.uniform(0.05, 0.14) * out_w  # the desk's strip
+        width = out_w - x0 + rng.uniform(0.01, 0.06) * out_w  # past the other border
         cx, cy = x0 + width / 2, out_h / 2 + rng.normal(0, 0.01 * out_h)
     elif framing == "both":  # the desk along both borders, the paper filling the height
         width = rng.uniform(0.9, 0.955) * out_w
@@ -710,10 +712,11 @@ def photograph_on_desk(page: np.ndarray, seed: int, desk: str, framing: str, box
     warped = cv2.warpPerspective(paper, matrix, (out_w, out_h), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
     inside = cv2.warpPerspective(np.ones((ph, pw), np.float32), matrix, (out_w, out_h), flags=cv2.INTER_AREA)
     table = _desk(desk, out_h, out_w, rng)
-    offset = np.float32([[1, 0, rng.uniform(-1, 1) * 0.012 * out_w], [0, 1, rng.uniform(0.002, 0.01) * out_w]])
+    toward = {"left": -1.0, "right": 1.0}.get(framing, rng.choice([-1.0, 1.0]))  # the shadow falls on the desk's side
+    offset = np.float32([[1, 0, toward * rng.uniform(0.006, 0.015) * out_w], [0, 1, rng.uniform(0.003, 0.012) * out_w]])
     cast = cv2.warpAffine(inside, offset, (out_w, out_h), borderMode=cv2.BORDER_REPLICATE)
-    cast = cv2.GaussianBlur(cast, (0, 0), rng.uniform(0.004, 0.01) * out_w)
-    table *= (1 - rng.uniform(0.35, 0.6) * cast)[..., None]
+    cast = cv2.GaussianBlur(cast, (0, 0), rng.uniform(0.005, 0.012) * out_w)
+    table *= (1 - rng.uniform(0.45, 0.7) * cast)[..., None]
     image = warped * inside[..., None] + table * (1 - inside[..., None])
     yy, xx = np.arange(out_h, dtype=np.float32)[:, None], np.arange(out_w, dtype=np.float32)[None, :]
     gx, gy = rng.normal(0, 1, 2)
@@ -753,3 +756,41 @@ def render_sheet(spec: StudentSpec) -> tuple[np.ndarray, list[dict], list[dict]]
         if x < 0 or y < 0 or x + w > iw or y + h > ih:
             raise ValueError(f"{spec.name}: a digit or mark of row {t['row']} falls outside the photo")
     return image, truth, marks
+
+
+# --------------------------------------------------------------------------- the students' sheets
+
+TRAIT_FIELDS = MappingProxyType({  # each trait of issue 15 as StudentSpec fields (tests/test_student_layouts.py)
+    "desk_wood_left": dict(capture="photo", desk="wood", framing="left"),
+    "desk_dark_right": dict(capture="photo", desk="dark", framing="right"),
+    "desk_green_both": dict(capture="photo", desk="green", framing="both"),
+    "desk_corner_out": dict(capture="photo", desk="wood", framing="corner"),
+    "table_pencil": dict(paper="table_pencil", capture="photo"),
+    "table_pen": dict(paper="table_pen", ink="blue"),
+    "table_dashed": dict(paper="table_dashed", capture="photo"),
+    "touching": dict(touching=True),
+    "split_strokes": dict(split_strokes=True),
+    "gap_after_2": dict(gap_after=2),
+    "fine_blue_ballpoint": dict(pen="fine", ink="blue", capture="photo"),
+    "red_marker": dict(pen="marker", ink="red"),
+    "pencil": dict(ink="pencil", capture="photo"),
+})
+HOSTILE_FIELDS = MappingProxyType({  # what must be refused, in row ``hostile_row``
+    "extra_digit_at_end": dict(hostile="extra_digit"),
+    "extra_digit_in_row": dict(hostile="extra_digit", hostile_col=4),
+    "letters_row": dict(hostile="letters"),
+    "scribble_row": dict(hostile="scribble"),
+    "ink_blot": dict(hostile="blot", hostile_col=5),
+})
+STUDENT_LAYOUTS = (SheetLayout(), SheetLayout(rows=8, cols=10))
+STUDENT_SHEETS = (("W02", 11, 0), ("W07", 12, 1))  # writer, seed, index into STUDENT_LAYOUTS
+HOSTILE_SHEETS = (("W04", 21, 0, 3), ("W09", 22, 1, 6))  # ... and the hostile row (0-based)
+
+
+def students_corpus() -> list[StudentSpec]:
+    """Every trait on each of :data:`STUDENT_SHEETS`, then every hostile kind on each of :data:`HOSTILE_SHEETS`."""
+    specs = [StudentSpec(writer=w, seed=s, layout=STUDENT_LAYOUTS[k], **fields)
+             for fields in TRAIT_FIELDS.values() for w, s, k in STUDENT_SHEETS]
+    specs += [StudentSpec(writer=w, seed=s, layout=STUDENT_LAYOUTS[k], hostile_row=row, **fields)
+              for fields in HOSTILE_FIELDS.values() for w, s, k, row in HOSTILE_SHEETS]
+    return specs
