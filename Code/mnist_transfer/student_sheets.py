@@ -47,7 +47,6 @@ FRAMINGS = ("left", "right", "both", "corner")
 HOSTILE = ("", "extra_digit", "letters", "scribble", "blot")
 SPLIT_LABELS = (4, 5, 7, 9)
 LETTERS_WORD = "homework"
-NEW_TRAITS = ("touching", "split_strokes", "gap_after") + tuple(f"desk_{d}" for d in DESKS[1:])
 
 
 @dataclass(frozen=True)
@@ -244,7 +243,7 @@ class Cells:
     tops: np.ndarray  # row r's cell spans tops[r]..tops[r + 1] (tables)
 
 
-def _hand_table(spec, g, rng: np.random.Generator) -> tuple[np.ndarray, tuple, float, Cells]:
+def _hand_table(spec, g, rng: np.random.Generator) -> tuple[np.ndarray, tuple, Cells]:
     """A table ruled by hand: uneven cells, wobbly lines broken at some crossings (alpha mask, colour)."""
     rows, cols = spec.layout.rows, spec.layout.cols
     widths = g.col_w * rng.uniform(0.9, 1.1, cols)
@@ -277,7 +276,7 @@ def _hand_table(spec, g, rng: np.random.Generator) -> tuple[np.ndarray, tuple, f
     else:
         alpha *= 0.85
         colour = tuple(np.float32(INKS[spec.ink if spec.ink in ("black", "blue") else "black"]))
-    return alpha, colour, float(thick), Cells(xs[:-1], xs[1:], ys)
+    return alpha, colour, Cells(xs[:-1], xs[1:], ys)
 
 
 def _dash_line(mask, p, q, thick: int, style: str, rng: np.random.Generator) -> None:
@@ -298,7 +297,7 @@ def _dash_line(mask, p, q, thick: int, style: str, rng: np.random.Generator) -> 
             cv2.circle(mask, (int(c[0] * 16), int(c[1] * 16)), int(thick / 2 * 16 + 8), 255, -1, cv2.LINE_AA, 4)
 
 
-def _dashed_table(spec, g, rng: np.random.Generator) -> tuple[np.ndarray, tuple, float, Cells]:
+def _dashed_table(spec, g, rng: np.random.Generator) -> tuple[np.ndarray, tuple, Cells]:
     """A printed table with thick lines: the frame solid, each inner line solid, dashed or dotted."""
     rows, cols = spec.layout.rows, spec.layout.cols
     thick = int(rng.integers(3, 6))
@@ -313,7 +312,7 @@ def _dashed_table(spec, g, rng: np.random.Generator) -> tuple[np.ndarray, tuple,
         style = "solid" if c in (0, cols) else styles[rng.choice(3, p=[0.3, 0.4, 0.3])]
         _dash_line(mask, (x, ys[0]), (x, ys[-1]), thick, style, rng)
     grey = float(rng.integers(40, 95))
-    return mask.astype(np.float32) / 255 * 0.92, (grey, grey, grey), float(thick), Cells(xs[:-1], xs[1:], ys)
+    return mask.astype(np.float32) / 255 * 0.92, (grey, grey, grey), Cells(xs[:-1], xs[1:], ys)
 
 
 def _plain_cells(spec, g) -> Cells:
@@ -382,19 +381,18 @@ def _geometry(spec: StudentSpec, pools) -> hw._Geometry:
     return hw._Geometry(g.width, g.height, g.left, g.top, narrow, g.pitch, min(g.digit_h, 0.75 * narrow / wide), g.table)
 
 
-def _rules(spec: StudentSpec, g, rng) -> tuple[np.ndarray | None, tuple, float, Cells]:
-    """The table or lines on the paper: alpha (float32 or None), colour, line width, the cells."""
+def _rules(spec: StudentSpec, g, rng) -> tuple[np.ndarray | None, tuple, Cells]:
+    """The table or lines on the paper: alpha (float32 or None), colour, the cells."""
     if spec.paper in HAND_TABLES:
         return _hand_table(spec, g, rng)
     if spec.paper == "table_dashed":
         return _dashed_table(spec, g, rng)
     mask, colour = hw._rules(spec, g, rng)
     alpha = None if mask is None else mask.astype(np.float32) / 255 * 0.9
-    thick = 1.0 if spec.paper == "table_thin" else 4.0
     if spec.paper.startswith("table"):
         xs = g.left + np.arange(spec.layout.cols + 1) * g.col_w
-        return alpha, colour, thick, Cells(xs[:-1], xs[1:], g.top + np.arange(spec.layout.rows + 1) * g.pitch)
-    return alpha, colour, thick, _plain_cells(spec, g)
+        return alpha, colour, Cells(xs[:-1], xs[1:], g.top + np.arange(spec.layout.rows + 1) * g.pitch)
+    return alpha, colour, _plain_cells(spec, g)
 
 
 def _ink_alpha(mask: np.ndarray, spec: StudentSpec, rng: np.random.Generator) -> np.ndarray:
@@ -509,8 +507,6 @@ def _item_y(spec, g, cells: Cells, r: int, h: int, owner, tilt: float, bow: floa
         base += np.clip(rng.normal(0, 0.05 * g.digit_h), -0.12 * g.digit_h, 0.12 * g.digit_h)
     if owner == "blot":
         base -= rng.uniform(0.15, 0.5) * g.digit_h  # beside the digit, at mid height or low
-    elif owner == "letters" and h < 0.8 * g.digit_h:
-        base += 0.0
     return int(round(base - h))
 
 
@@ -555,7 +551,7 @@ def render_page(spec: StudentSpec) -> tuple[np.ndarray, list[dict], list[dict]]:
     warm = rng.uniform(0, 0.04) * np.array([1.0, 0.5, 0.0])
     page = np.empty((g.height, g.width, 3), np.float32)
     page[:] = np.float32(rng.uniform(236, 250) * (1 - warm))
-    alpha, colour, _, cells = _rules(spec, g, rng)
+    alpha, colour, cells = _rules(spec, g, rng)
     if alpha is not None:
         hw._composite(page, alpha, colour)
     if spec.paper == "lined":
