@@ -573,6 +573,8 @@ def render_page(spec: StudentSpec) -> tuple[np.ndarray, list[dict], list[dict]]:
         masks, owners = _items(spec, r, digits, g, pen_px, rng, side, extra)
         widths = np.array([m.shape[1] for m in masks], float)
         lefts = _row_lefts(spec, g, cells, widths, r == shifted_row, pen_px, rng)
+        if owners[0] == "letters":  # a word: its letters close together
+            lefts = lefts[0] + np.concatenate([[0.0], np.cumsum(widths[:-1] + 0.12 * g.digit_h)])
         ys = [_item_y(spec, g, cells, r, m.shape[0], o, tilt, bow, lefts[k] + m.shape[1] / 2, rng)
               for k, (m, o) in enumerate(zip(masks, owners))]
         if spec.paper in HAND_TABLES:
