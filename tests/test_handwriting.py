@@ -230,3 +230,145 @@ def test_rendering_a_sheet_takes_well_under_a_second():
             times.append(min(time.perf_counter() - wall, time.process_time() - cpu))
         assert min(times) < 1.0, spec.name
         assert len(truth) == spec.layout.count
+
+
+# --------------------------------------------------------------------------- students' sheets (issue 15)
+
+from mnist_transfer import student_sheets as ss  # noqa: E402
+
+STUDENT = ss.StudentSpec(writer="W06", layout=SheetLayout(rows=6, cols=10), seed=5)
+
+
+def _pieces_in(ink: np.ndarray, box) -> int:
+    x, y, w, h = box
+    return cv2.connectedComponents(ink[y : y + h, x : x + w].astype(np.uint8), connectivity=8)[0] - 1
+
+
+def test_student_sheets_are_deterministic_and_validated():
+    spec = replace(STUDENT, capture="photo", desk="wood", touching=True, split_strokes=True, ink="red")
+    a, truth_a, marks_a = ss.render_sheet(spec)
+    b, truth_b, marks_b = ss.render_sheet(spec)
+    assert a.tobytes() == b.tobytes() and truth_a == truth_b and marks_a == marks_b
+    assert len(truth_a) == spec.layout.count
+    for bad in (dict(desk="wood"), dict(ink="green"), dict(paper="table_pen", touching=True), dict(gap_after=10)):
+        with pytest.raises(ValueError):
+            replace(STUDENT, **bad)
+    assert len(ss.students_corpus()) == len({s.name for s in ss.students_corpus()})  # one file name each
+
+
+def test_split_strokes_leave_a_gap_in_every_4_5_7_and_9():
+    page, truth, _ = ss.render_page(replace(STUDENT, split_strokes=True))
+    whole, truth_w, _ = ss.render_page(STUDENT)
+    ink, ink_w = _ink(page), _ink(whole)
+    split = [t for t in truth if t["label"] in ss.SPLIT_LABELS]
+    apart = [_pieces_in(ink, t["box"]) >= 2 for t in split]
+    assert np.mean(apart) >= 0.9, f"{sum(apart)} of {len(split)} written apart"
+    assert all(_pieces_in(ink, t["box"]) <= _pieces_in(ink_w, w["box"]) + 2 for t, w in zip(truth, truth_w)
+               if t["label"] not in ss.SPLIT_LABELS)  # the other digits are as they were
+
+
+def test_touching_pairs_share_ink_and_are_recorded():
+    page, truth, marks = ss.render_page(replace(STUDENT, touching=True))
+    pairs = [m for m in marks if m["kind"] == "touching"]
+    assert len({m["row"] for m in pairs}) >= 2
+    n, labels = cv2.connectedComponents(_ink(page).astype(np.uint8), connectivity=8)
+    box = {(t["row"], t["col"]): t["box"] for t in truth}
+
+    def owners(b):
+        x, y, w, h = b
+        return set(np.unique(labels[y : y + h, x : x + w])) - {0}
+
+    for m in pairs:  # one piece of ink runs through both digits' boxes
+        r, (a, b) = m["row"], m["cols"]
+        assert owners(box[r, a]) & owners(box[r, b]), m
+
+
+def test_gap_after_two_columns_is_wider_than_the_others():
+    _, truth, _ = ss.render_page(replace(STUDENT, gap_after=2))
+    gaps = np.array([[truth[r * 10 + c + 1]["box"][0] - sum(truth[r * 10 + c]["box"][::2]) for c in range(9)]
+                     for r in range(6)], float)
+    assert np.median(gaps[:, 1]) > 2 * np.median(np.delete(gaps, 1, axis=1))
+
+
+@pytest.mark.parametrize("framing", ss.FRAMINGS)
+def test_desk_shows_where_the_paper_leaves_the_frame(framing):
+    image, truth, _ = ss.render_sheet(replace(STUDENT, capture="photo", desk="dark", framing=framing))
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(float)
+    h, w = gray.shape
+    left, right = gray[h // 4 : 3 * h // 4, :8].mean(), gray[h // 4 : 3 * h // 4, -8:].mean()
+    if framing == "left":
+        assert left < 100 < right
+    elif framing == "right":
+        assert right < 100 < left
+    elif framing == "both":
+        assert left < 100 and right < 100
+    else:  # paper in exactly one corner of the frame
+        corners = [gray[:6, :6].mean(), gray[:6, -6:].mean(), gray[-6:, :6].mean(), gray[-6:, -6:].mean()]
+        assert sum(c > 120 for c in corners) == 1, corners
+    assert all(0 <= t["box"][0] and t["box"][0] + t["box"][2] <= w for t in truth)
+
+
+def _lines_outside(page: np.ndarray, truth) -> np.ndarray:
+    ink = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY) < np.median(cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)) - 12
+    return ink & ~_inside(ink, truth)
+
+
+@pytest.mark.parametrize("paper", ss.HAND_TABLES)
+def test_hand_ruled_table_is_wobbly_faint_and_broken(paper):
+    page, truth, _ = ss.render_page(replace(STUDENT, paper=paper))
+    lines = _lines_outside(page, truth)
+    n = cv2.connectedComponents(lines.astype(np.uint8), connectivity=8)[0] - 1
+    assert n > 7 + 11 + 5  # the 7 + 11 lines are in more pieces than lines
+    rows = lines.mean(axis=1)
+    peak = int(np.argmax(rows))  # no straight line: a wobbly, curved one spreads over many pixel rows
+    assert (rows[max(0, peak - 15) : peak + 16] > 0.03).sum() >= 7
+    gray = cv2.cvtColor(page, cv2.COLOR_BGR2GRAY)
+    assert np.median(gray[lines]) > (150 if paper == "table_pencil" else 60)  # pencil is faint
+
+    def crossed(box):  # line ink on both sides of the box, inside its height: a ruled line runs through it
+        x, y, w, h = box
+        return lines[y + 2 : y + h - 2, max(0, x - 3)].any() and lines[y + 2 : y + h - 2, x + w + 2].any()
+
+    assert sum(crossed(t["box"]) for t in truth) >= 1  # some digits run over a line
+
+
+def test_dashed_table_has_thick_broken_lines():
+    page, truth, _ = ss.render_page(replace(STUDENT, paper="table_dashed"))
+    lines = _lines_outside(page, truth)
+    cols = lines.mean(axis=0)
+    long = cols > 0.3
+    assert long.sum() >= 2 * 3  # the frame's sides, each 3 px or more
+    inner = (cols > 0.12) & (cols < 0.55)  # dashed or dotted verticals: dark for only part of their length
+    assert inner.any()
+
+
+def test_inks_red_pencil_and_fine_ballpoint():
+    red, _, _ = ss.render_page(replace(STUDENT, ink="red", pen="marker"))
+    b, g, r = red[_ink(red)].astype(int).T
+    assert r.mean() > b.mean() + 60
+    pencil, truth, _ = ss.render_page(replace(STUDENT, ink="pencil"))
+    black, _, _ = ss.render_page(STUDENT)
+    darkest = lambda p: np.percentile(cv2.cvtColor(p, cv2.COLOR_BGR2GRAY)[_inside(_ink(black), truth)], 2)  # noqa: E731
+    assert darkest(pencil) > darkest(black) + 40
+    fine, _, _ = ss.render_page(replace(STUDENT, pen="fine"))
+
+    def width(page):
+        ink = _ink(page)
+        return float(cv2.distanceTransform(ink.astype(np.uint8), cv2.DIST_L2, 3)[ink].mean())
+
+    assert width(fine) < 0.8 * width(black)
+
+
+@pytest.mark.parametrize("kind", ss.HOSTILE[1:])
+def test_hostile_marks_are_where_the_truth_says(kind):
+    spec = replace(STUDENT, hostile=kind, hostile_row=2, hostile_col=4 if kind in ("extra_digit", "blot") else -1)
+    page, truth, marks = ss.render_page(spec)
+    mine = [m for m in marks if m["kind"] == kind]
+    assert mine and all(m["row"] == 2 for m in mine)
+    in_row = [t for t in truth if t["row"] == 2]
+    assert len(in_row) == (0 if kind in ("letters", "scribble") else 10)
+    assert _ink(page)[_inside(_ink(page), mine)].any()
+    if kind in ("extra_digit", "blot"):
+        assert mine[0]["after_col"] == 4
+        x = mine[0]["box"][0]
+        assert in_row[4]["box"][0] < x < in_row[5]["box"][0]

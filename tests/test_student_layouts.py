@@ -1,0 +1,134 @@
+"""The sheet reader on sheets the way real students write them (issue 15).
+
+Every sheet is drawn from real writers' pen strokes (UNIPEN, CC BY 4.0) by
+:mod:`mnist_transfer.student_sheets`, which knows nothing of the reader. Only the reader's public API
+is used: :func:`sheet_reading.process_sheet`, the fields of ``SheetResult`` and ``Digit``, ``SheetError``.
+
+* Each trait a student's sheet has (a photo on a desk with the paper off the frame, a table ruled by
+  hand or printed with dashed lines, touching digits, strokes written apart, a wider column gap,
+  a fine ballpoint, a red marker, a pencil) must be read whole: as many digits as the layout has, and
+  every true digit found by exactly one digit of the reader, with the true label, row and column
+  (reader digits are matched to the true boxes by overlap, so a wrong label, a merge or a split fails).
+* Each hostile sheet (an 11th digit in a row, a row of letters, a scribbled row, an ink blot beside a
+  digit) must be refused with a message that names the row (and for the digit too many, a column).
+"""
+
+import functools
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from mnist_transfer import student_sheets as ss
+from mnist_transfer.sheet_reading import SheetError, process_sheet
+
+MATCH_IOU = 0.5  # a reader digit is the true digit whose box it overlaps this much (intersection / union)
+LAYOUTS = ss.STUDENT_LAYOUTS
+TRAITS = ss.TRAIT_FIELDS  # trait -> StudentSpec fields; each read on every one of SHEETS
+SHEETS = ss.STUDENT_SHEETS  # writer, seed, layout index
+HOSTILE = ss.HOSTILE_FIELDS  # kind -> StudentSpec fields
+HOSTILE_SHEETS = ss.HOSTILE_SHEETS  # writer, seed, layout index, hostile row (0-based)
+
+
+def _spec(fields: dict, writer: str, seed: int, layout: int, **more) -> ss.StudentSpec:
+    return ss.StudentSpec(writer=writer, seed=seed, layout=LAYOUTS[layout], **fields, **more)
+
+
+def _image_box(box, to_image: np.ndarray) -> tuple[int, int, int, int]:
+    """A reader box (page pixels) as the bounding box of its corners in the image read."""
+    x, y, w, h = box
+    corners = np.float32([[x, y], [x + w, y], [x + w, y + h], [x, y + h]]).reshape(-1, 1, 2)
+    pts = cv2.perspectiveTransform(corners, np.asarray(to_image, np.float64)).reshape(-1, 2)
+    (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def _iou(a, b) -> float:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    inter = max(0.0, w) * max(0.0, h)
+    return inter / (a[2] * a[3] + b[2] * b[3] - inter + 1e-9)
+
+
+def misreads(result, truth) -> list[str]:
+    """Every true digit not found by exactly one reader digit of its label, row and column (1-based)."""
+    boxes = [_image_box(d.box, result.to_image) for d in result.digits]
+    overlaps = np.array([[_iou(b, t["box"]) for t in truth] for b in boxes]).reshape(len(boxes), len(truth))
+    errors = []
+    for k, t in enumerate(truth):
+        where = f"row {t['row'] + 1}, column {t['col'] + 1} (a {t['label']})"
+        mine = [i for i in range(len(boxes)) if overlaps[i, k] >= MATCH_IOU and np.argmax(overlaps[i]) == k]
+        if len(mine) != 1:
+            best = float(overlaps[:, k].max()) if len(boxes) else 0.0
+            errors.append(f"{where}: {len(mine)} reader digits on it (best overlap {best:.2f})")
+            continue
+        d = result.digits[mine[0]]
+        if (d.label, d.row, d.col) != (t["label"], t["row"], t["col"]):
+            errors.append(f"{where}: read as a {d.label} at row {d.row + 1}, column {d.col + 1}")
+    return errors
+
+
+def _read(spec: ss.StudentSpec):
+    image, truth, marks = ss.render_sheet(spec)
+    return process_sheet(image, spec.layout, source=spec.name), truth, marks
+
+
+@functools.lru_cache(maxsize=None)
+def _control(writer: str, seed: int, layout: int):
+    """The sheet of (writer, seed, layout) without any trait, read once for the tests that use it."""
+    return _read(_spec({}, writer, seed, layout))
+
+
+def test_a_plain_sheet_of_the_same_writers_is_read_right():
+    """The control: the same writers and seeds without any trait are read right, so a failure below is the trait's."""
+    for writer, seed, layout in SHEETS:
+        result, truth, _ = _control(writer, seed, layout)
+        assert len(result.digits) == LAYOUTS[layout].count
+        assert misreads(result, truth) == []
+
+
+@pytest.mark.parametrize("writer,seed,layout", SHEETS, ids=[f"{w}-s{s}" for w, s, _ in SHEETS])
+@pytest.mark.parametrize("trait", list(TRAITS))
+def test_students_sheet_is_read_whole_and_right(trait, writer, seed, layout):
+    spec = _spec(TRAITS[trait], writer, seed, layout)
+    try:
+        result, truth, _ = _read(spec)
+    except SheetError as err:
+        pytest.fail(f"refused: {str(err).splitlines()[0]}")
+    assert len(result.digits) == spec.layout.count, f"{len(result.digits)} digits read, the layout has {spec.layout.count}"
+    errors = misreads(result, truth)
+    assert errors == [], f"{len(errors)} of {len(truth)} digits wrong, first: {errors[:3]}"
+
+
+@functools.lru_cache(maxsize=None)
+def _refusal(kind: str, writer: str, seed: int, layout: int, row: int):
+    """The hostile sheet read: its SheetError (None if it was read) and its spec (read once)."""
+    spec = _spec(HOSTILE[kind], writer, seed, layout, hostile_row=row)
+    image, _, _ = ss.render_sheet(spec)
+    try:
+        process_sheet(image, spec.layout, source=spec.name)
+    except SheetError as err:
+        return err, spec
+    return None, spec
+
+
+@pytest.mark.parametrize("writer,seed,layout,row", HOSTILE_SHEETS, ids=[f"{w}-s{s}" for w, s, _, _ in HOSTILE_SHEETS])
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_hostile_sheet_is_refused_naming_the_row(kind, writer, seed, layout, row):
+    err, spec = _refusal(kind, writer, seed, layout, row)
+    assert err is not None, f"{spec.name} was read, not refused"
+    message = str(err)
+    r = row + 1  # "row 4", or "between rows 3 and 4" / "rows 4 and 5"
+    assert re.search(rf"\brow {r}\b|\brows \d+ and {r}\b|\brows {r} and \d+", message), message
+    if spec.hostile == "extra_digit":
+        assert re.search(r"\bcolumns? \d+", message), message  # and where in the row
+
+
+def test_the_reader_annotates_what_it_read_and_what_it_refused():
+    result, _, _ = _control(*SHEETS[0])
+    assert result.annotated.ndim == 3 and result.annotated.shape[:2] == result.page.shape[:2]
+    gray = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2GRAY)
+    assert (gray != result.page).mean() > 0.001  # the boxes and labels are drawn
+    err, _ = _refusal("extra_digit_at_end", *HOSTILE_SHEETS[0])
+    assert err is not None and err.annotated is not None and err.annotated.ndim == 3
