@@ -147,6 +147,17 @@ def choose_python(explicit=None):
         "`python run.py test --python /path/to/python3.11`." % (supported_names(), "; ".join(tried)))
 
 
+def remove_tree(folder):
+    """Delete a folder we made (.venv, a scratch copy), read-only files included (Windows marks some so)."""
+    import stat
+
+    def make_writable_and_retry(function, path, _info):
+        os.chmod(path, stat.S_IWRITE)
+        function(path)
+
+    shutil.rmtree(str(folder), onerror=make_writable_and_retry)
+
+
 def wanted_stamp():
     digest = hashlib.sha256()
     for name in ("requirements.txt", "pyproject.toml"):
@@ -168,7 +179,7 @@ def setup(python=None):
     problem = venv_problem()
     if problem:
         say("the existing .venv cannot be used: %s. Removing it and building a new one." % problem)
-        shutil.rmtree(VENV)
+        remove_tree(VENV)
     if not VENV.exists():
         argv, version = choose_python(python)
         say("creating .venv with Python %s (%s)" % (".".join(map(str, version)), " ".join(argv)))
@@ -242,19 +253,27 @@ def unit_tests(py, extra=()):
 
 def notebook_tests(py, retrain=False, device=None):
     """nbval re-executes every notebook in a scratch copy whose package shadows the installed one."""
-    with tempfile.TemporaryDirectory(prefix="mnist-transfer-nbval-") as parent:
-        copy = scratch_copy(parent)
-        env = notebook_env(retrain, device, REPLACE_EXISTING="1")
-        env["PYTHONPATH"] = os.pathsep.join([str(copy / "Code")] + [p for p in [env.get("PYTHONPATH")] if p])
-        where = subprocess.run([str(py), "-c", "import mnist_transfer.paths as p; print(p.PROJECT_ROOT)"],
-                               env=env, cwd=str(copy), stdout=subprocess.PIPE, universal_newlines=True,
-                               encoding="utf-8").stdout.strip()
-        if Path(where).resolve() != copy.resolve():
-            raise RunnerError("the scratch copy imports mnist_transfer from %s, not from the copy; refusing to "
-                              "run the notebooks (they would write into your project)." % where)
-        say("re-executing the notebooks with nbval in a scratch copy (%s)" % copy)
-        run([py, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax"]
-            + [p.relative_to(copy).as_posix() for p in notebooks(copy / "Code")], env=env, cwd=copy)
+    parent = tempfile.mkdtemp(prefix="mnist-transfer-nbval-")
+    try:
+        _notebook_tests_in(Path(parent), py, retrain, device)
+    finally:
+        shutil.rmtree(parent, ignore_errors=True)  # a kernel may still hold a file open on Windows
+
+
+def _notebook_tests_in(parent, py, retrain, device):
+    """Copy the project into ``parent`` and run nbval there, importing the copy's package."""
+    copy = scratch_copy(parent)
+    env = notebook_env(retrain, device, REPLACE_EXISTING="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(copy / "Code")] + [p for p in [env.get("PYTHONPATH")] if p])
+    where = subprocess.run([str(py), "-c", "import mnist_transfer.paths as p; print(p.PROJECT_ROOT)"],
+                           env=env, cwd=str(copy), stdout=subprocess.PIPE, universal_newlines=True,
+                           encoding="utf-8").stdout.strip()
+    if Path(where).resolve() != copy.resolve():
+        raise RunnerError("the scratch copy imports mnist_transfer from %s, not from the copy; refusing to "
+                          "run the notebooks (they would write into your project)." % where)
+    say("re-executing the notebooks with nbval in a scratch copy (%s)" % copy)
+    run([py, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax"]
+        + [p.relative_to(copy).as_posix() for p in notebooks(copy / "Code")], env=env, cwd=copy)
 
 
 def lab(py):

@@ -20,24 +20,26 @@ class ParameterError(ValueError):
     """One or more values of a parameters cell are not what they must be; the message lists each."""
 
 
-def _is_int(value) -> bool:
+def is_whole(value) -> bool:
+    """An integer (Python or NumPy), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _is_number(value) -> bool:
+def is_finite_number(value) -> bool:
+    """A real, finite number (Python or NumPy), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _seed(value) -> bool:
-    return _is_int(value) and 0 <= value < 2**32
+    return is_whole(value) and 0 <= value < 2**32
 
 
 def _learning_rate(value) -> bool:
-    return _is_number(value) and 0 < value <= 1
+    return is_finite_number(value) and 0 < value <= 1
 
 
 def _positive_int(value) -> bool:
-    return _is_int(value) and value >= 1
+    return is_whole(value) and value >= 1
 
 
 def _bool(value) -> bool:
@@ -45,7 +47,7 @@ def _bool(value) -> bool:
 
 
 def _n_last(value) -> bool:
-    return _is_int(value) and 2 <= value <= len(STAGES)
+    return is_whole(value) and 2 <= value <= len(STAGES)
 
 
 # name -> (what one value must be, test of one value, whether the parameter is a list of such values)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import os
 import random
 import time
@@ -23,6 +22,7 @@ from tqdm import tqdm
 from . import data as data_mod
 from .evaluation import predict
 from .model import STAGES, DigitCNN, freeze_all_but_last, lenet5, resnet18_for_mnist, train_mode
+from .parameters import is_finite_number, is_whole
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -205,24 +205,16 @@ class FinetuneConfig:
     def __post_init__(self):
         """A configuration that would train backwards (a negative rate), not at all, or crash is refused here."""
         wrong = [f"{name} must be {what}; got {getattr(self, name)!r}" for name, what, ok in (
-            ("n_last", f"a whole number from 1 to {len(STAGES)}", lambda v: _whole(v) and 1 <= v <= len(STAGES)),
-            ("lr", "a positive number, at most 1", lambda v: _finite(v) and 0 < v <= 1),
-            ("batch_size", "a positive whole number", lambda v: _whole(v) and v >= 1),
-            ("epochs", "a positive whole number", lambda v: _whole(v) and v >= 1),
+            ("n_last", f"a whole number from 1 to {len(STAGES)}", lambda v: is_whole(v) and 1 <= v <= len(STAGES)),
+            ("lr", "a positive number, at most 1", lambda v: is_finite_number(v) and 0 < v <= 1),
+            ("batch_size", "a positive whole number", lambda v: is_whole(v) and v >= 1),
+            ("epochs", "a positive whole number", lambda v: is_whole(v) and v >= 1),
             ("augment", "True or False", lambda v: isinstance(v, (bool, np.bool_))),
-            ("body_lr_factor", "a positive number, at most 1", lambda v: _finite(v) and 0 < v <= 1),
-            ("weight_decay", "a number of 0 or more", lambda v: _finite(v) and v >= 0),
+            ("body_lr_factor", "a positive number, at most 1", lambda v: is_finite_number(v) and 0 < v <= 1),
+            ("weight_decay", "a number of 0 or more", lambda v: is_finite_number(v) and v >= 0),
         ) if not ok(getattr(self, name))]
         if wrong:
             raise ValueError("This fine-tuning configuration cannot be trained: " + "; ".join(wrong) + ".")
-
-
-def _whole(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _finite(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _param_groups(model: DigitCNN, config: FinetuneConfig) -> list[dict]:
@@ -243,8 +235,12 @@ def finetune(
     train: dict,
     val: dict | None,
     seed: int,
+    on_epoch=None,
 ) -> tuple[DigitCNN, list[dict]]:
     """Fine-tune a copy of ``pretrained`` on ``train``; return it and its per-epoch history.
+
+    ``on_epoch(row)``, if given, receives each epoch's history row as soon as the epoch ends
+    (live curves); it cannot change the run.
 
     Only ``train`` and ``val`` (dicts with uint8 images ``x`` and labels ``y``) are seen:
     this function never receives the test set. Adam with a constant learning rate, so the
@@ -273,18 +269,20 @@ def finetune(
             x_train = prefix(x_train)
             x_val = prefix(x_val) if x_val is not None else None
     y_val = val["y"].to(device) if val is not None else None
-    history = run_epochs(model, body, optimizer, (x_train, y_train), (x_val, y_val), config, generator)
+    history = run_epochs(model, body, optimizer, (x_train, y_train), (x_val, y_val), config, generator,
+                         on_epoch=on_epoch)
     model.eval()
     return model, history
 
 
 def run_epochs(model: DigitCNN, body: nn.Module, optimizer: torch.optim.Optimizer, train: tuple, val: tuple,
-               config: FinetuneConfig, generator: torch.Generator, after_epoch=None) -> list[dict]:
+               config: FinetuneConfig, generator: torch.Generator, after_epoch=None, on_epoch=None) -> list[dict]:
     """The epochs of one fine-tuning run: ``body`` (the trainable stages, or the whole ``model``) trains on
     ``train = (x, y)`` and is scored on ``val = (x, y)`` (``x`` None: no validation) after every epoch.
 
     ``x`` are the inputs of ``body``: images, or the frozen stages' features. ``after_epoch(epoch)`` is
-    called at the end of each epoch (e.g. to keep a copy of the weights). Returns the per-epoch history.
+    called at the end of each epoch (e.g. to keep a copy of the weights), ``on_epoch(row)`` with a copy of
+    the epoch's history row (e.g. to draw live curves). Returns the per-epoch history.
     """
     (x_train, y_train), (x_val, y_val) = train, val
     loss_fn = nn.CrossEntropyLoss()
@@ -312,6 +310,8 @@ def run_epochs(model: DigitCNN, body: nn.Module, optimizer: torch.optim.Optimize
         history.append(row)
         if after_epoch is not None:
             after_epoch(epoch)
+        if on_epoch is not None:
+            on_epoch(dict(row))
     return history
 
 
