@@ -71,17 +71,6 @@ def test_a_last_layer_try_with_live_curves_takes_under_10_seconds(pretrained):
     assert seconds < 10, f"{seconds:.1f} s"
 
 
-def _unipen_strokes(label: int, size: int = 280):
-    """A real writer's strokes of one digit (UNIPEN), scaled onto the canvas."""
-    writer = handwriting.load_writers()["W02"]
-    digit = next(d for d in writer if d.label == label)
-    points = np.concatenate(digit.strokes)
-    low, high = points.min(0), points.max(0)
-    scale = 0.7 * size / (high - low).max()
-    offset = (size - scale * (high - low)) / 2
-    return [[tuple(offset + scale * (p - low)) for p in stroke] for stroke in digit.strokes]
-
-
 @pytest.fixture
 def pad(pretrained, tmp_path):
     models = {"pre-trained": pretrained, "also pre-trained": pretrained}
@@ -89,7 +78,7 @@ def pad(pretrained, tmp_path):
 
 
 def test_a_drawn_digit_goes_the_folder_path_and_every_model_answers(pad, pretrained):
-    for stroke in _unipen_strokes(3):
+    for stroke in interactive.writer_strokes("W02", 3):
         answers = pad.add_stroke(stroke)
     assert answers is not None and list(answers.columns) == ["pre-trained", "also pre-trained"]
     image = mnist_style.to_mnist(sheet_reading.digit_mask(interactive.render_strokes(pad.strokes), "x"))
@@ -102,7 +91,7 @@ def test_a_drawn_digit_goes_the_folder_path_and_every_model_answers(pad, pretrai
 
 
 def test_a_kept_drawing_becomes_a_digit_folder_image_with_the_same_pixels(pad, tmp_path):
-    for stroke in _unipen_strokes(7):
+    for stroke in interactive.writer_strokes("W02", 7):
         pad.add_stroke(stroke)
     pad.label.value = 7
     pad.save_button.click()
@@ -131,3 +120,21 @@ def test_mouse_moves_without_the_pen_down_draw_nothing(pad):
     pad._up(70, 120)
     pad._move(200, 200)
     assert pad.strokes == [[(50, 50), (60, 80), (70, 120)]]
+
+
+def test_the_final_models_are_rebuilt_exactly_from_their_saved_configurations(pretrained):
+    from mnist_transfer import results
+
+    everything = results.load_all()
+    models = interactive.final_models(everything, pretrained, data.load_own_dataset())
+    assert list(models) == ["pre-trained", "last layer", f"last {everything['many']['chosen']['n_last']} layers"]
+    assert models["pre-trained"] is pretrained
+
+
+def test_the_final_models_refuse_to_stand_in_for_other_predictions(pretrained):
+    from mnist_transfer import results
+
+    everything = results.load_all()
+    everything["last"]["predictions"] = everything["last"]["predictions"].assign(pred=lambda f: (f.pred + 1) % 10)
+    with pytest.raises(RuntimeError, match="does not reproduce its saved test predictions"):
+        interactive.final_models(everything, pretrained, data.load_own_dataset())

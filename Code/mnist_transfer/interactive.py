@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import sheet_reading
-from .evaluation import predict
+from . import handwriting, sheet_reading
+from .evaluation import predict, predict_frame
 from .mnist_style import to_mnist
 from .model import STAGES, DigitCNN
 from .training import FinetuneConfig, finetune
@@ -255,6 +255,36 @@ def save_drawing(page: np.ndarray, folder: Path, label: int) -> Path:
         raise OSError(f"could not encode the drawing as PNG for {path}")
     path.write_bytes(encoded.tobytes())  # bytes, not cv2.imwrite: works with any characters in the path
     return path
+
+
+def final_models(results: dict, pretrained: DigitCNN, own: dict) -> dict[str, DigitCNN]:
+    """The pre-trained model and the two final fine-tuned models of notebooks 03 and 04, by their report names.
+
+    The fine-tuned ones are trained again from their saved configuration and seed on the training and validation
+    sets (a few seconds; training is deterministic), and each must reproduce its saved own-test predictions.
+    """
+    models = {"pre-trained": pretrained}
+    for key, name in (("last", "last layer"), ("many", f"last {results['many']['chosen']['n_last']} layers")):
+        record = results[key]
+        config = FinetuneConfig(**record["chosen"])
+        model, _ = finetune(pretrained, config, own["train"], own["val"], seed=int(record["final_seed"]))
+        again = predict_frame(model, own["test"]).set_index("file").pred
+        saved = record["predictions"].set_index("file").pred
+        if not again.sort_index().equals(saved.sort_index()):
+            raise RuntimeError(f"the {name} model trained again does not reproduce its saved test predictions: "
+                               "run notebooks 03 and 04 again on this machine")
+        models[name] = model
+    return models
+
+
+def writer_strokes(writer: str, label: int, which: int = 0, size: int = 280) -> list[list[tuple[float, float]]]:
+    """A real writer's strokes of one digit (UNIPEN, the ``which``-th of that digit), scaled onto a ``size`` canvas."""
+    digit = [d for d in handwriting.load_writers()[writer] if d.label == label][which]
+    points = np.concatenate(digit.strokes)
+    low, high = points.min(0), points.max(0)
+    scale = 0.7 * size / float((high - low).max())
+    offset = (size - scale * (high - low)) / 2
+    return [[tuple(float(v) for v in offset + scale * (p - low)) for p in stroke] for stroke in digit.strokes]
 
 
 class DrawPad:
