@@ -21,6 +21,7 @@ only modules above it in this list (no cycles):
 * :mod:`.writer_study`     the whole protocol repeated for every UNIPEN writer and split seed
 * :mod:`.results`          the results files (JSON/CSV) written by notebooks 02-04 and read back
 * :mod:`.plots`            every figure
+* :mod:`.interactive`      the try panel (one configuration, live curves) and the draw-a-digit canvas
 * :mod:`.workbook`         ``Assignment 4 Results.xlsx``
 * :mod:`.report`           the report's numbers and facts, and the typst build of the PDF
 """

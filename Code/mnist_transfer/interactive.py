@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import handwriting, sheet_reading
+from . import handwriting, paths, sheet_reading
 from .evaluation import predict, predict_frame
 from .mnist_style import to_mnist
 from .model import STAGES, DigitCNN
@@ -277,9 +277,20 @@ def final_models(results: dict, pretrained: DigitCNN, own: dict) -> dict[str, Di
     return models
 
 
-def writer_strokes(writer: str, label: int, which: int = 0, size: int = 280) -> list[list[tuple[float, float]]]:
-    """A real writer's strokes of one digit (UNIPEN, the ``which``-th of that digit), scaled onto a ``size`` canvas."""
-    digit = [d for d in handwriting.load_writers()[writer] if d.label == label][which]
+SAMPLE_TRUTH = paths.SHEETS_DIR / "sample_sheet_truth.csv"  # which UNIPEN digits the sample sheet holds
+
+
+def writer_strokes(writer: str, label: int, which: int = 0, size: int = 280,
+                   off_sheet: bool = True) -> list[list[tuple[float, float]]]:
+    """A real writer's strokes of one digit (UNIPEN, the ``which``-th of that digit), scaled onto a ``size`` canvas.
+
+    ``off_sheet``: only digits that are not on the shipped sample sheet, so that no model was fine-tuned on it.
+    """
+    on_sheet = set()
+    if off_sheet and SAMPLE_TRUTH.is_file():
+        truth = pd.read_csv(SAMPLE_TRUTH)
+        on_sheet = set(truth.loc[truth.writer == writer, "index"])
+    digit = [d for d in handwriting.load_writers()[writer] if d.label == label and d.index not in on_sheet][which]
     points = np.concatenate(digit.strokes)
     low, high = points.min(0), points.max(0)
     scale = 0.7 * size / float((high - low).max())
