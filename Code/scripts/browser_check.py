@@ -40,11 +40,18 @@ def free_port() -> int:
 
 
 def start_lab(copy: Path, port: int, token: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(copy / "Code"), "MNIST_RETRAIN": "0"}
+    settings = copy.parent / "lab settings"  # every cell rendered (no windowing), so off-screen widgets exist
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True, exist_ok=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        '{"windowingMode": "none"}', encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(copy / "Code"), "MNIST_RETRAIN": "0",
+           "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     log = open(copy / "jupyterlab.log", "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the server
     server = subprocess.Popen([sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}",
                                "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
-                               f"--ServerApp.root_dir={copy}"], env=env, stdout=log, stderr=subprocess.STDOUT)
+                               f"--ServerApp.root_dir={copy}"]
+                              + (["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(120):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
@@ -119,21 +126,26 @@ def main() -> int:
     copy = scratch / "project copy"
     shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".venv", ".git", "backups", "__pycache__"))
     port, token = free_port(), secrets.token_hex(16)
-    server = start_lab(copy, port, token)
+    server = None
     lab_url = f"http://127.0.0.1:{port}"
     try:
+        server = start_lab(copy, port, token)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.goto(f"{lab_url}/lab?token={token}")
-            start = time.perf_counter()
-            print("panel:", check_panel(page, args.out, lab_url), f"({time.perf_counter() - start:.0f} s)")
-            start = time.perf_counter()
-            print("canvas:", check_canvas(page, args.out, lab_url), f"({time.perf_counter() - start:.0f} s)")
-            browser.close()
+            try:
+                start = time.perf_counter()
+                print("panel:", check_panel(page, args.out, lab_url), f"({time.perf_counter() - start:.0f} s)")
+                start = time.perf_counter()
+                print("canvas:", check_canvas(page, args.out, lab_url), f"({time.perf_counter() - start:.0f} s)")
+            finally:
+                page.screenshot(path=str(args.out / "last_page.png"), full_page=False)
+                browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"screenshots: {args.out / 'try_panel.png'}, {args.out / 'draw_pad.png'}")
     return 0
