@@ -1,0 +1,260 @@
+"""Stage 3, the rows: connected pieces of ink, chained into rows of writing, grouped into digits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .layout import Box
+
+
+@dataclass
+class Piece:
+    """A connected piece of ink (or several grouped into one digit): its box, ink area and label ids."""
+
+    box: Box
+    area: int
+    ids: list[int]
+
+    @property
+    def cx(self) -> float:
+        return self.box[0] + self.box[2] / 2
+
+    @property
+    def cy(self) -> float:
+        return self.box[1] + self.box[3] / 2
+
+    def joined(self, other: "Piece") -> "Piece":
+        return Piece(_union(self.box, other.box), self.area + other.area, self.ids + other.ids)
+
+
+def _union(a: Box, b: Box) -> Box:
+    x0, y0 = min(a[0], b[0]), min(a[1], b[1])
+    return (x0, y0, max(a[0] + a[2], b[0] + b[2]) - x0, max(a[1] + a[3], b[1] + b[3]) - y0)
+
+
+def _x_gap(a: Box, b: Box) -> float:
+    """Horizontal gap between two boxes (negative: they overlap by that much)."""
+    return max(a[0], b[0]) - min(a[0] + a[2], b[0] + b[2])
+
+
+def _y_overlap(a: Box, b: Box) -> float:
+    return min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+
+
+def find_pieces(ink: np.ndarray, digit_height: float, stroke: float) -> tuple[list[Piece], list[Piece], np.ndarray]:
+    """The ink as pieces: (pieces that may belong to digits, specks and line remnants, label image).
+
+    A speck is smaller than a fifth of a digit's height each way; a remnant of a line is long
+    and thin (longer than 1.8 digit heights, thinner than a quarter of one); a thin sliver
+    touching the page's border is the paper's edge.
+    """
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    pieces, dust = [], []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        piece = Piece((x, y, w, h), area, [i])
+        long_side, short_side = max(w, h), min(w, h)
+        if long_side < 0.2 * digit_height or area < 0.5 * stroke * stroke:
+            dust.append(piece)
+        elif long_side > 1.8 * digit_height and short_side < 0.25 * digit_height:
+            dust.append(piece)
+        elif short_side < 0.25 * digit_height and (x == 0 or y == 0 or x + w >= ink.shape[1] or y + h >= ink.shape[0]):
+            dust.append(piece)  # a sliver of the paper's edge or of the table beyond it
+        else:
+            pieces.append(piece)
+    return pieces, dust, labels
+
+
+def _chain(anchors: list[Piece], height: float) -> list[list[Piece]]:
+    """Link every anchor to its nearest neighbour on the right that shares its height band."""
+    order = sorted(range(len(anchors)), key=lambda i: anchors[i].box[0])
+    successor: dict[int, int] = {}
+    taken: dict[int, tuple[float, int]] = {}
+    lefts = [anchors[i].box[0] for i in order]
+    for i in order:
+        a = anchors[i].box
+        best = None
+        for j in order[: int(np.searchsorted(lefts, a[0] + a[2] + 3.0 * height, side="right"))]:
+            b = anchors[j].box
+            if j == i or anchors[j].cx <= anchors[i].cx:
+                continue
+            gap = _x_gap(a, b)
+            if gap > 3.0 * height or gap < -0.5 * min(a[2], b[2]):
+                continue
+            if _y_overlap(a, b) < 0.25 * min(a[3], b[3]):
+                continue
+            if best is None or gap < best[0]:
+                best = (gap, j)
+        if best is not None:
+            gap, j = best
+            if j not in taken or gap < taken[j][0]:
+                if j in taken:
+                    successor.pop(taken[j][1], None)
+                taken[j] = (gap, i)
+                successor[i] = j
+    chains, seen = [], set()
+    for i in order:
+        if i in seen or any(successor.get(k) == i for k in successor):
+            continue
+        chain = [i]
+        while chain[-1] in successor:
+            chain.append(successor[chain[-1]])
+        seen.update(chain)
+        chains.append([anchors[k] for k in chain])
+    return chains
+
+
+def _line_of(chain: list[Piece]) -> tuple[float, float]:
+    """Slope and intercept of a chain's centres (slope 0 for a single piece)."""
+    xs, ys = np.array([p.cx for p in chain]), np.array([p.cy for p in chain])
+    if len(chain) < 2 or np.ptp(xs) < 1:
+        return 0.0, float(ys.mean())
+    slope, intercept = np.polyfit(xs, ys, 1)
+    return float(np.clip(slope, -0.1, 0.1)), float(ys.mean() - np.clip(slope, -0.1, 0.1) * xs.mean())
+
+
+def _join_chains(chains: list[list[Piece]], height: float) -> list[list[Piece]]:
+    """Join chains that continue each other (a row broken by a wide gap or a digit written high)."""
+    chains = [sorted(c, key=lambda p: p.cx) for c in chains]
+    while True:
+        best = None
+        for i, a in enumerate(chains):
+            for j, b in enumerate(chains):
+                if i == j or b[0].cx <= a[-1].cx:
+                    continue
+                overlap = a[-1].box[0] + a[-1].box[2] - b[0].box[0]
+                if overlap > 0.5 * height:  # side by side, not one after the other
+                    continue
+                (sa, ia), (sb, ib) = _line_of(a), _line_of(b)
+                mid = (a[-1].cx + b[0].cx) / 2
+                mismatch = abs((sa * mid + ia) - (sb * mid + ib))
+                if mismatch <= 0.5 * height:
+                    gap = b[0].cx - a[-1].cx
+                    if best is None or gap < best[0]:
+                        best = (gap, i, j)
+        if best is None:
+            return chains
+        _, i, j = best
+        chains[i] = chains[i] + chains[j]
+        del chains[j]
+
+
+def _stack_pieces(pieces: list[Piece], digit_height: float) -> list[Piece]:
+    """Join pieces that lie over each other (half the narrower one's width shared), up to 1.6 digit heights.
+
+    A 5's hat, a 7's crossbar, a two-stroke 4 and a stroke broken by a pen lift become one
+    piece before rows are sought, so that they cannot start rows of their own.
+    """
+    pieces = sorted(pieces, key=lambda p: p.box[0])
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(pieces)):
+            for j in range(i + 1, len(pieces)):
+                a, b = pieces[i], pieces[j]
+                if b.box[0] > a.box[0] + a.box[2]:
+                    break
+                union = _union(a.box, b.box)
+                if union[3] > 1.6 * digit_height or union[2] > 1.8 * digit_height:
+                    continue
+                if -_x_gap(a.box, b.box) >= 0.5 * min(a.box[2], b.box[2]) and _y_overlap(a.box, b.box) > -0.25 * digit_height:
+                    pieces[i] = a.joined(b)
+                    del pieces[j]
+                    pieces.sort(key=lambda p: p.box[0])
+                    merged = True
+                    break
+            if merged:
+                break
+    return pieces
+
+
+def find_rows(pieces: list[Piece], digit_height: float, min_chain: int = 3) -> tuple[list[list[Piece]], list[Piece]]:
+    """The rows of writing, top to bottom, each a list of pieces; and pieces that belong to no row.
+
+    Rows are chains of neighbouring pieces (each linked to the nearest one on its right whose
+    height band it shares), joined where a row continues after a wide gap; every other piece (a
+    digit written high, a hat, a crossbar) then goes to the row whose line passes closest. No
+    column grid is assumed.
+    """
+    pieces = _stack_pieces(pieces, digit_height)
+    anchors = [p for p in pieces if p.box[3] >= 0.45 * digit_height]
+    chains = _chain(anchors, digit_height)
+    rows = _join_chains([c for c in chains if len(c) >= min_chain], digit_height)
+    in_rows = {id(p) for r in rows for p in r}
+    rest = [p for p in pieces if id(p) not in in_rows]
+    stray = rest
+    lines = [_line_of(r) for r in rows]
+    changed = True
+    while rest and changed:  # from the chains outwards: a row's span grows with every piece it takes
+        changed, stray = False, []
+        spans = [(min(p.box[0] for p in r) - 1.5 * digit_height, max(p.box[0] + p.box[2] for p in r) + 1.5 * digit_height)
+                 for r in rows]
+        for p in rest:
+            best = None
+            for k, ((slope, intercept), (x0, x1)) in enumerate(zip(lines, spans)):
+                if not x0 <= p.cx <= x1:
+                    continue
+                y = slope * p.cx + intercept  # the row's centre line here; how far the piece's box is from it
+                distance = max(0.0, p.box[1] - y, y - (p.box[1] + p.box[3]))
+                if distance <= 0.5 * digit_height and (best is None or distance < best[0]):
+                    best = (distance, k)
+            if best is None:
+                stray.append(p)
+            else:
+                rows[best[1]].append(p)
+                changed = True
+        rest = stray
+    rows = [sorted(r, key=lambda p: p.cx) for r in rows]
+    rows.sort(key=lambda r: float(np.median([p.cy for p in r])))
+    return rows, stray
+
+
+# --------------------------------------------------------------------------- 5. digits
+
+
+def _same_digit(a: Piece, b: Piece, height: float, stroke: float) -> bool:
+    """Are two pieces of one row strokes of one digit? (see :func:`group_digits`)"""
+    union = _union(a.box, b.box)
+    if union[3] > 1.6 * height or union[2] > 1.8 * height:  # some people write their 5s half again as wide as tall
+        return False
+    gap = _x_gap(a.box, b.box)
+    if -gap >= 0.5 * min(a.box[2], b.box[2]):  # one over the other: a hat, a crossbar, a two-stroke 4
+        return True
+    if gap <= min(1.5 * stroke + 1, 0.125 * height) and _y_overlap(a.box, b.box) > -0.1 * height:  # a pen lift
+        return True
+    small, body = (a, b) if a.box[3] < b.box[3] else (b, a)
+    sx, sy, sw, sh = small.box
+    bx, by, bw, bh = body.box
+    flat = sh <= 0.4 * height and sw >= 1.5 * sh
+    if flat and bh >= 0.5 * height and gap <= 0.2 * height:  # a hat or bar beside the body's upper part
+        return by - 0.3 * height <= sy + sh / 2 <= by + 0.6 * bh
+    return False
+
+
+def group_digits(row: list[Piece], stroke: float) -> list[Piece]:
+    """The pieces of one row grouped into digits, left to right, relative to the row's digit size.
+
+    Two pieces are one digit, if together no taller than 1.6 and no wider than 1.8 of the row's
+    digit heights, when they overlap sideways by half the narrower one (a hat, a crossbar, a
+    two-stroke 4); when the gap between them is no wider than a pen lift (1.5 stroke widths, at
+    most an eighth of a digit height); or when one is a short flat stroke within a fifth of a
+    digit height of the other's upper part (a 5's hat or a 7's bar written apart). Anything
+    else stays a mark of its own, so that a stray mark is named, not merged into a digit.
+    """
+    height = float(np.median([p.box[3] for p in row if p.box[3] >= 0.45 * max(q.box[3] for q in row)]))
+    digits = sorted(row, key=lambda p: p.box[0])
+    merged = True
+    while merged:
+        merged = False
+        pairs = sorted(((max(0.0, _x_gap(digits[i].box, digits[j].box)), i, j)
+                        for i in range(len(digits)) for j in range(i + 1, len(digits))))
+        for _, i, j in pairs:
+            if _same_digit(digits[i], digits[j], height, stroke):
+                digits[i] = digits[i].joined(digits[j])
+                del digits[j]
+                merged = True
+                break
+    return sorted(digits, key=lambda p: p.cx)
