@@ -30,12 +30,15 @@ class SheetLayout:
     ``order="row_is_sequence"``: every row holds ``digits`` in order (default: 12 rows of 0..9).
     ``order="row_is_digit"``: row r holds copies of digit ``digits[r]`` (10 rows of 12, or 10 of 10).
     ``digits`` may be a subset, e.g. ``tuple(range(1, 10))`` for 9 rows of 1..9.
+    ``row_lengths`` (``row_is_digit`` only): rows of unequal length, e.g. ``(15, 16, 15, 17, 15)``
+    for five rows of one digit written as they came; ``cols`` is then the longest row.
     """
 
     rows: int = 12
     cols: int = 10
     order: str = "row_is_sequence"
     digits: tuple[int, ...] = tuple(range(10))
+    row_lengths: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.order not in ORDERS:
@@ -48,22 +51,47 @@ class SheetLayout:
             raise ValueError(f"each row holds {len(self.digits)} digits, so cols must be {len(self.digits)}")
         if self.order == "row_is_digit" and self.rows != len(self.digits):
             raise ValueError(f"each row is one digit, so rows must be {len(self.digits)}")
+        if self.row_lengths:
+            if self.order != "row_is_digit":
+                raise ValueError("rows of unequal length (row_lengths) need order='row_is_digit'")
+            if len(self.row_lengths) != self.rows or min(self.row_lengths) < 1 or max(self.row_lengths) != self.cols:
+                raise ValueError(f"row_lengths must give each of the {self.rows} rows at least 1 digit, the longest "
+                                 f"row {self.cols} (cols), not {self.row_lengths!r}")
+
+    def cols_in(self, row: int) -> int:
+        """How many digits row ``row`` (from 0) holds."""
+        return self.row_lengths[row] if self.row_lengths else self.cols
+
+    def digit_counts(self) -> dict[int, int]:
+        """How many copies of each digit 0..9 the layout holds (0 for a digit it does not hold)."""
+        counts = dict.fromkeys(range(10), 0)
+        for r in range(self.rows):
+            for c in range(self.cols_in(r)):
+                counts[self.label_at(r, c)] += 1
+        return counts
 
     def label_at(self, row: int, col: int) -> int:
         return self.digits[col] if self.order == "row_is_sequence" else self.digits[row]
 
     @property
     def count(self) -> int:
-        return self.rows * self.cols
+        return sum(self.cols_in(r) for r in range(self.rows))
 
     def transposed(self) -> "SheetLayout":
-        """The same sheet turned by 90 degrees: rows become columns (12 x 10 of 0..9 <-> 10 x 12, a digit a row)."""
+        """The same sheet turned by 90 degrees: rows become columns (12 x 10 of 0..9 <-> 10 x 12, a digit a row).
+
+        Rows of unequal length have no transposed layout: the layout itself is returned.
+        """
+        if self.row_lengths:
+            return self
         order = "row_is_digit" if self.order == "row_is_sequence" else "row_is_sequence"
         return SheetLayout(rows=self.cols, cols=self.rows, order=order, digits=self.digits)
 
     def describe(self) -> str:
         digits = "".join(map(str, self.digits))
         what = f"each row {digits}" if self.order == "row_is_sequence" else f"row r holds digit r of {digits}"
+        if self.row_lengths:
+            return f"{self.rows} rows of {', '.join(map(str, self.row_lengths))} digits, {what}"
         return f"{self.rows} rows x {self.cols} columns, {what}"
 
 

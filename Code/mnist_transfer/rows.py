@@ -258,3 +258,47 @@ def group_digits(row: list[Piece], stroke: float) -> list[Piece]:
                 merged = True
                 break
     return sorted(digits, key=lambda p: p.cx)
+
+
+# --------------------------------------------------------------------------- touching digits
+
+
+def split_piece(piece: Piece, parts: int, labels: np.ndarray) -> tuple[list[Piece], list[tuple[int, int, int]]]:
+    """Cut one piece holding ``parts`` touching digits into that many, at the weakest ink between them.
+
+    Each cut is the column of least ink (the column profile, lightly smoothed) within a third of
+    a digit's width of where an even division would put it. Returns the parts, left to right,
+    each boxed tightly around its own ink, and the cuts as ``(x, y_top, y_bottom)`` on the page.
+    """
+    x, y, w, h = piece.box
+    mask = np.isin(labels[y : y + h, x : x + w], piece.ids)
+    profile = np.convolve(mask.sum(0).astype(float), np.ones(3) / 3, mode="same")
+    step = w / parts
+    cuts = [x]
+    for j in range(1, parts):
+        lo, hi = int(round(j * step - step / 3)), int(round(j * step + step / 3))
+        lo, hi = max(lo, cuts[-1] - x + 1), min(hi, w - 1)
+        cuts.append(x + lo + int(np.argmin(profile[lo:hi])) if hi > lo else x + int(round(j * step)))
+    cuts.append(x + w)
+    out = []
+    for x0, x1 in zip(cuts[:-1], cuts[1:]):
+        ys = np.flatnonzero(mask[:, x0 - x : x1 - x].any(1))
+        top, bottom = (y + int(ys[0]), y + int(ys[-1]) + 1) if len(ys) else (y, y + h)
+        out.append(Piece((x0, top, max(1, x1 - x0), bottom - top), int(mask[:, x0 - x : x1 - x].sum()), list(piece.ids)))
+    return out, [(c, y, y + h) for c in cuts[1:-1]]
+
+
+def touching_counts(digits: list[Piece], wanted: int) -> list[int] | None:
+    """How many digits each piece of a row holds, when the row has fewer pieces than ``wanted``; else None.
+
+    A piece about k times as wide as the row's typical digit (the median width) holds k digits
+    (1.6 times or more counts as two). Only if the pieces so counted hold exactly ``wanted``
+    digits is the answer given: the count of the layout decides, never the widths alone.
+    """
+    if not digits or len(digits) >= wanted:
+        return None
+    widths = np.array([d.box[2] for d in digits], float)
+    typical = float(np.median(widths))
+    ratios = widths / max(typical, 1.0)
+    counts = [max(1, int(np.floor(r + 0.4))) if r >= 1.6 else 1 for r in ratios]
+    return counts if sum(counts) == wanted else None

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from . import paths
-from .cells import _annotate, _diagnosis, _where, assign_cells
+from .cells import CellReading, _annotate, _diagnosis, _where, assign_cells, refusal
 from .ink import binarize, ink_scale, remove_grid_lines
 from .layout import ORDERS, Box, Digit, SheetError, SheetLayout, SheetResult
 from .mnist_style import to_mnist
@@ -70,17 +70,16 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
                          f"{layout.count} digits: is it a photo of paper at all, taken in good light? Photograph "
                          "the sheet again, evenly lit, or scan it.", _annotate(page, []))
     rows, stray = find_rows(pieces, height, min_chain=min(3, layout.cols))
-    problems = [(p.box, f"a mark outside the rows of digits, {_where(p.box, rows)}: erase or cover it")
+    problems = [(p.box, f"a mark outside the rows of digits, {_where(p.box, rows, height)}: erase or cover it")
                 for p in stray if max(p.box[2], p.box[3]) >= 0.35 * height]
-    cells, cell_problems = assign_cells(rows, layout, stroke)
-    problems += cell_problems
-    all_boxes = [p.box for r in rows for p in group_digits(r, stroke)]
+    reading = assign_cells(rows, layout, stroke, labels)
+    problems += reading.problems
+    cells = reading.cells
     if problems or len(cells) != layout.count:
-        details = "; ".join(text for _, text in problems[:8])
+        all_boxes = [p.box for r in reading.digits for p in r]
         raise SheetError(
-            f"{source}: {_diagnosis(page)}the layout is {layout.describe()} ({layout.count} digits); {details}. "
-            "Nothing was written; see the annotated sheet (problems in red).",
-            _annotate(page, all_boxes, problems=problems),
+            refusal(source, _diagnosis(page), layout, problems),
+            _annotate(page, all_boxes, problems=problems, cuts=reading.cuts),
             cause="turned" if any("turned by 90 degrees" in text for _, text in problems) else "",
         )
     digits, boxes, given = [], [], []
@@ -93,7 +92,8 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
         given.append(label)
     steps["digits"] = len(digits)
     steps["specks_ignored"] = len(dust) + len(stray) - sum(max(p.box[2], p.box[3]) >= 0.35 * height for p in stray)
-    return SheetResult(digits, page, _annotate(page, boxes, given), time.perf_counter() - start, steps,
+    steps["touching_cuts"] = len(reading.cuts)  # cuts between touching digits (drawn on the annotated page)
+    return SheetResult(digits, page, _annotate(page, boxes, given, cuts=reading.cuts), time.perf_counter() - start, steps,
                        to_image=to_image)
 
 
