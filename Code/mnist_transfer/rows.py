@@ -266,13 +266,18 @@ def group_digits(row: list[Piece], stroke: float) -> list[Piece]:
 def split_piece(piece: Piece, parts: int, labels: np.ndarray) -> tuple[list[Piece], list[tuple[int, int, int]]]:
     """Cut one piece holding ``parts`` touching digits into that many, at the weakest ink between them.
 
-    Each cut is the column of least ink (the column profile, lightly smoothed) within a third of
-    a digit's width of where an even division would put it. Returns the parts, left to right,
+    Each cut is the column of weakest ink within a third of a digit's width of where an even
+    division would put it: the least ink in the column plus half the height the column's ink
+    spans (where two digits touch, little ink over a short span; the middle of a 0 has as little
+    ink as the joint, but spread over the digit's whole height). Returns the parts, left to right,
     each boxed tightly around its own ink, and the cuts as ``(x, y_top, y_bottom)`` on the page.
     """
     x, y, w, h = piece.box
     mask = np.isin(labels[y : y + h, x : x + w], piece.ids)
-    profile = np.convolve(mask.sum(0).astype(float), np.ones(3) / 3, mode="same")
+    rows = np.arange(h)[:, None]
+    inked = mask.any(0)
+    span = np.where(inked, np.where(mask, rows, -1).max(0) - np.where(mask, rows, h).min(0) + 1, 0)
+    profile = np.convolve(mask.sum(0) + 0.5 * span, np.ones(3) / 3, mode="same")
     step = w / parts
     cuts = [x]
     for j in range(1, parts):

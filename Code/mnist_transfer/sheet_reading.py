@@ -179,8 +179,13 @@ def save_error_sheet(err: SheetError, path: Path, on_error_dir: Path | None) -> 
         err.args = (f"{err.args[0]} Annotated sheet saved to {out}.",)
 
 
-def check_sheet_list(sheets: list[tuple[Path, SheetLayout]]) -> None:
-    """Refuse a list of sheets that names the same file twice (its digits would be counted twice)."""
+def check_sheet_list(sheets: list[tuple[Path, SheetLayout]], need: int = 12) -> None:
+    """Refuse a list of sheets before any is read: one file listed twice (its digits would be counted twice),
+    or layouts that together cannot give ``need`` copies of every digit 0-9 (the 8/2/2 split needs 12).
+
+    The counts follow from the layouts alone, so a sheet list that could never make the dataset
+    is refused at once, not after every sheet has been read.
+    """
     seen: dict[Path, int] = {}
     for k, (path, _) in enumerate(sheets):
         resolved = Path(path).resolve()
@@ -188,6 +193,16 @@ def check_sheet_list(sheets: list[tuple[Path, SheetLayout]]) -> None:
             raise SheetError(f"'{path}' is listed twice in SHEETS (entries {seen[resolved] + 1} and {k + 1}); "
                              "list every sheet once.")
         seen[resolved] = k
+    totals = dict.fromkeys(range(10), 0)
+    for _, layout in sheets:
+        for digit, n in layout.digit_counts().items():
+            totals[digit] += n
+    short = {digit: n for digit, n in totals.items() if n < need}
+    if short:
+        listed = ", ".join(f"digit {digit}: {n}" for digit, n in short.items())
+        raise SheetError(f"The layouts of the {len(sheets)} sheet(s) in SHEETS hold too few of some digits for the "
+                         f"dataset ({need} of every digit 0-9 are needed; {listed}). Add a sheet with those digits, "
+                         "or correct the layouts. No sheet was read.")
 
 
 def process_sheets(sheets: list[tuple[Path, SheetLayout]], on_error_dir: Path | None = paths.FIGURES_DIR,
