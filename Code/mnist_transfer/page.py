@@ -165,12 +165,12 @@ def page_and_transform(image: np.ndarray, page_width: int = PAGE_WIDTH) -> tuple
     otsu_level, bright = cv2.threshold(small, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     to_image = np.diag([w / page_width, w / page_width, 1.0])
     if np.median(border) >= otsu_level and (bright.mean() / 255) > 0.6:  # a scan: the paper fills the frame
-        return _resize_to_width(gray, page_width), "scan", to_image
+        return _frame_as_page(gray, small, small_scale, page_width)
     colour = cv2.resize(image, small.shape[::-1], interpolation=cv2.INTER_AREA) if image.ndim == 3 else None
     quad = _page_quad(small, colour)
     if quad is None:
         if _paper_fills_frame(small):  # a close-up photo (no table in sight) or a scan with a shadow
-            return _resize_to_width(gray, page_width), "scan", to_image
+            return _frame_as_page(gray, small, small_scale, page_width)
         raise SheetError(
             "No page found: the sheet's four corners are not visible against a darker surface, and the "
             "paper does not fill the photo either. Photograph the whole sheet on a darker surface with all "
@@ -187,6 +187,39 @@ def page_and_transform(image: np.ndarray, page_width: int = PAGE_WIDTH) -> tuple
     inset = int(page_width * 0.01)  # the paper's edge itself is not writing
     shift = np.array([[1.0, 0, inset], [0, 1.0, inset], [0, 0, 1.0]])
     return page[inset:-inset, inset:-inset], "photo", np.linalg.inv(matrix) @ shift
+
+
+def _beyond_the_paper(small: np.ndarray) -> tuple[int, int, int, int]:
+    """How far the desk, the paper's shadow and its edge reach in from each border: (left, right, top, bottom).
+
+    In pixels of the downscaled photo. A desk is a run of rows or columns from the border whose
+    median brightness is below 0.6 of the paper's, ending in a sharp step up to the paper (within
+    3% of the frame, the paper's shadow and edge included): a shadow on the paper itself rises
+    softly and is not cut. 0 where the paper reaches the border (every scan).
+    """
+    paper = float(np.percentile(small, 90))
+    out = []
+    for profile in (np.median(small, axis=0), np.median(small, axis=0)[::-1],
+                    np.median(small, axis=1), np.median(small, axis=1)[::-1]):
+        n = len(profile)
+        dark = int(np.argmax(profile >= 0.6 * paper)) if (profile >= 0.6 * paper).any() else n
+        if dark < 3 or dark > 0.4 * n:
+            out.append(0)
+            continue
+        rise = np.flatnonzero(profile[dark : dark + int(0.03 * n) + 1] >= 0.9 * paper)
+        out.append(dark + int(rise[0]) + 2 + int(0.004 * n) if len(rise) else 0)
+    return tuple(out)
+
+
+def _frame_as_page(gray: np.ndarray, small: np.ndarray, small_scale: float, page_width: int):
+    """The frame as the page (a scan, or a photo filled by the paper), less any desk showing along a border."""
+    h, w = gray.shape
+    left, right, top, bottom = (int(round(v / small_scale)) for v in _beyond_the_paper(small))
+    if left or right or top or bottom:
+        gray = gray[top : h - bottom, left : w - right]
+    f = gray.shape[1] / page_width
+    to_image = np.array([[f, 0, left], [0, f, top], [0, 0, 1.0]])
+    return _resize_to_width(gray, page_width), "scan", to_image
 
 
 def _resize_to_width(gray: np.ndarray, page_width: int) -> np.ndarray:
