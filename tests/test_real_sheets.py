@@ -90,13 +90,14 @@ def _crops(image, result) -> dict[tuple[int, int], np.ndarray]:
     return out
 
 
-def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320):
+def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320, gap_after=None, gap=0):
     """Rows of 0..9 in real ink (row r uses column r of live_digits) on white, as a BGR image, and the truth.
 
     ``touch``: (row, d) pairs whose digit d + 1 is pushed left until its ink joins digit d's;
-    ``drop``: (row, d) cells left empty. The truth: (row, col, label, box in image pixels).
+    ``drop``: (row, d) cells left empty; ``gap`` pixels more after column ``gap_after`` (from 0).
+    The truth: (row, col, label, box in image pixels).
     """
-    canvas = np.full((row_pitch * rows + 400, pitch * 10 + 400), 250, np.uint8)
+    canvas = np.full((row_pitch * rows + 400, pitch * 10 + 400 + gap), 250, np.uint8)
     truth = []
     for r in range(rows):
         x = 200
@@ -112,7 +113,7 @@ def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320):
                 region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
                 canvas[y : y + crop.shape[0], x : x + crop.shape[1]] = np.minimum(region, crop)
                 truth.append((r, d, d, (x, y, crop.shape[1], crop.shape[0])))
-            x += pitch
+            x += pitch + (gap if d == gap_after else 0)
     return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), truth
 
 
@@ -136,6 +137,14 @@ def test_real_digits_in_rows_of_0_to_9_are_read_in_place(parts):
     image, truth = sequence_sheet(parts)
     result = sheet_reading.process_sheet(image, SheetLayout(rows=6), source="sequence.png")
     assert len(result.digits) == 60 and misplaced(result, truth) == [] and result.steps["touching_cuts"] == 0
+
+
+@pytest.mark.parametrize("gap", [150, 500, 800])
+def test_the_first_two_columns_set_apart_from_the_others_stay_in_their_row(parts, gap):
+    """A wider gap after the second digit of every row (up to 15 digit heights): not 'a mark outside the rows'."""
+    image, truth = sequence_sheet(parts, gap_after=1, gap=gap)
+    result = sheet_reading.process_sheet(image, SheetLayout(rows=6), source="apart.png")
+    assert len(result.digits) == 60 and misplaced(result, truth) == []
 
 
 @pytest.mark.parametrize("touch", [((2, 6),), ((4, 0),), ((1, 3), (5, 8))])
@@ -214,3 +223,11 @@ def test_the_desk_and_the_papers_edge_along_a_border_are_not_ink(side):
     shift = image.shape[1] * 0.08 if side == "left" else 0  # the paper starts after the desk
     for d, e, (x, _), (x0, _) in zip(result.digits, reference.digits, result.image_centres(), reference.image_centres()):
         assert (d.row, d.col) == (e.row, e.col) and abs(x - shift - x0) < 6  # the same digit, in the photo's pixels
+
+
+def test_a_hard_shadow_over_writing_is_not_taken_for_the_desk():
+    """The right tenth of digit_5.jpg in a hard shadow (half as bright): the digits in it are still read."""
+    image = sheet_reading.read_image(REAL / "digit_5.jpg").astype(np.float32)
+    image[:, int(0.9 * image.shape[1]) :] *= 0.5
+    result = sheet_reading.process_sheet(image.astype(np.uint8), one_digit_layout(5), source="shadow.jpg")
+    assert len(result.digits) == 85

@@ -194,21 +194,33 @@ def _beyond_the_paper(small: np.ndarray) -> tuple[int, int, int, int]:
 
     In pixels of the downscaled photo. A desk is a run of rows or columns from the border whose
     median brightness is below 0.6 of the paper's, ending in a sharp step up to the paper (within
-    3% of the frame, the paper's shadow and edge included): a shadow on the paper itself rises
-    softly and is not cut. 0 where the paper reaches the border (every scan).
+    3% of the frame, the paper's shadow and edge included). A shadow on the paper itself either
+    rises softly or has writing in it (:func:`_holds_writing`), and is not cut. 0 where the paper
+    reaches the border (every scan).
     """
     paper = float(np.percentile(small, 90))
     out = []
-    for profile in (np.median(small, axis=0), np.median(small, axis=0)[::-1],
-                    np.median(small, axis=1), np.median(small, axis=1)[::-1]):
+    strips = (lambda k: small[:, :k], lambda k: small[:, small.shape[1] - k :],
+              lambda k: small[:k], lambda k: small[small.shape[0] - k :])
+    for profile, strip in zip((np.median(small, axis=0), np.median(small, axis=0)[::-1],
+                               np.median(small, axis=1), np.median(small, axis=1)[::-1]), strips):
         n = len(profile)
         dark = int(np.argmax(profile >= 0.6 * paper)) if (profile >= 0.6 * paper).any() else n
-        if dark < 3 or dark > 0.4 * n:
+        if dark < 3 or dark > 0.4 * n or _holds_writing(strip(dark)):
             out.append(0)
             continue
         rise = np.flatnonzero(profile[dark : dark + int(0.03 * n) + 1] >= 0.9 * paper)
         out.append(dark + int(rise[0]) + 2 + int(0.004 * n) if len(rise) else 0)
     return tuple(out)
+
+
+def _holds_writing(strip: np.ndarray) -> bool:
+    """Is a dark strip along the border paper in a shadow with writing on it, rather than the desk?
+
+    Ink on shadowed paper is far darker than the paper around it; the grain of a desk is not.
+    """
+    ground = float(np.median(strip))
+    return float((strip < 0.6 * ground).mean()) > 0.002
 
 
 def _frame_as_page(gray: np.ndarray, small: np.ndarray, small_scale: float, page_width: int):

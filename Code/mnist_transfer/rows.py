@@ -171,24 +171,14 @@ def _stack_pieces(pieces: list[Piece], digit_height: float) -> list[Piece]:
     return pieces
 
 
-def find_rows(pieces: list[Piece], digit_height: float, min_chain: int = 3) -> tuple[list[list[Piece]], list[Piece]]:
-    """The rows of writing, top to bottom, each a list of pieces; and pieces that belong to no row.
+def _attach_near(rest: list[Piece], rows: list[list[Piece]], lines, digit_height: float) -> list[Piece]:
+    """Give every piece near a row (within its span and half a digit height of its line) to the closest row.
 
-    Rows are chains of neighbouring pieces (each linked to the nearest one on its right whose
-    height band it shares), joined where a row continues after a wide gap; every other piece (a
-    digit written high, a hat, a crossbar) then goes to the row whose line passes closest. No
-    column grid is assumed.
+    From the rows outwards: a row's span grows with every piece it takes. Returns the pieces left over.
     """
-    pieces = _stack_pieces(pieces, digit_height)
-    anchors = [p for p in pieces if p.box[3] >= 0.45 * digit_height]
-    chains = _chain(anchors, digit_height)
-    rows = _join_chains([c for c in chains if len(c) >= min_chain], digit_height)
-    in_rows = {id(p) for r in rows for p in r}
-    rest = [p for p in pieces if id(p) not in in_rows]
     stray = rest
-    lines = [_line_of(r) for r in rows]
     changed = True
-    while rest and changed:  # from the chains outwards: a row's span grows with every piece it takes
+    while rest and changed:
         changed, stray = False, []
         spans = [(min(p.box[0] for p in r) - 1.5 * digit_height, max(p.box[0] + p.box[2] for p in r) + 1.5 * digit_height)
                  for r in rows]
@@ -207,6 +197,44 @@ def find_rows(pieces: list[Piece], digit_height: float, min_chain: int = 3) -> t
                 rows[best[1]].append(p)
                 changed = True
         rest = stray
+    return stray
+
+
+def _row_through(p: Piece, lines, digit_height: float) -> int | None:
+    """The row whose centre line, continued, passes through a digit-sized piece's middle (within 0.3 of a
+    digit height), wherever along the row it is; None if no row's line does."""
+    best = None
+    for k, (slope, intercept) in enumerate(lines):
+        off = abs(p.cy - (slope * p.cx + intercept))
+        if off <= 0.3 * digit_height and (best is None or off < best[0]):
+            best = (off, k)
+    return None if best is None else best[1]
+
+
+def find_rows(pieces: list[Piece], digit_height: float, min_chain: int = 3) -> tuple[list[list[Piece]], list[Piece]]:
+    """The rows of writing, top to bottom, each a list of pieces; and pieces that belong to no row.
+
+    Rows are chains of neighbouring pieces (each linked to the nearest one on its right whose
+    height band it shares), joined where a row continues after a wide gap; every other piece (a
+    digit written high, a hat, a crossbar) then goes to the row whose line passes closest, and a
+    digit-sized piece set apart from its row (a wider gap after the second column) to the row
+    whose line runs through its middle. No column grid is assumed.
+    """
+    pieces = _stack_pieces(pieces, digit_height)
+    anchors = [p for p in pieces if p.box[3] >= 0.45 * digit_height]
+    chains = _chain(anchors, digit_height)
+    rows = _join_chains([c for c in chains if len(c) >= min_chain], digit_height)
+    in_rows = {id(p) for r in rows for p in r}
+    rest = [p for p in pieces if id(p) not in in_rows]
+    lines = [_line_of(r) for r in rows]
+    stray = _attach_near(rest, rows, lines, digit_height)
+    on_line = [(p, k) for p in stray if p.box[3] >= 0.45 * digit_height
+               and (k := _row_through(p, lines, digit_height)) is not None]
+    if on_line:  # digits set apart from their row (a wider gap after the second column): on its line, far along it
+        for p, k in on_line:
+            rows[k].append(p)
+        taken = {id(p) for p, _ in on_line}
+        stray = _attach_near([p for p in stray if id(p) not in taken], rows, lines, digit_height)
     rows = [sorted(r, key=lambda p: p.cx) for r in rows]
     rows.sort(key=lambda r: float(np.median([p.cy for p in r])))
     return rows, stray
