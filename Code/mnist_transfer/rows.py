@@ -142,6 +142,14 @@ def _join_chains(chains: list[list[Piece]], height: float) -> list[list[Piece]]:
         del chains[j]
 
 
+def _tail_or_hat(a: Piece, b: Piece, height: float) -> bool:
+    """A short stroke just above or below a digit, over it (a 9's tail under a tall loop, a 5's hat): one digit
+    up to 2 digit heights tall, if the stroke is no taller than 0.8 of a digit and the gap under 0.25 of one."""
+    small = a if a.box[3] < b.box[3] else b
+    return (_union(a.box, b.box)[3] <= 2.0 * height and small.box[3] <= 0.8 * height
+            and _y_overlap(a.box, b.box) > -0.25 * height and -_x_gap(a.box, b.box) >= 0.5 * min(a.box[2], b.box[2]))
+
+
 def _stack_pieces(pieces: list[Piece], digit_height: float) -> list[Piece]:
     """Join pieces that lie over each other (half the narrower one's width shared), up to 1.6 digit heights.
 
@@ -158,7 +166,7 @@ def _stack_pieces(pieces: list[Piece], digit_height: float) -> list[Piece]:
                 if b.box[0] > a.box[0] + a.box[2]:
                     break
                 union = _union(a.box, b.box)
-                if union[3] > 1.6 * digit_height or union[2] > 1.8 * digit_height:
+                if (union[3] > 1.6 * digit_height and not _tail_or_hat(a, b, digit_height)) or union[2] > 1.8 * digit_height:
                     continue
                 if -_x_gap(a.box, b.box) >= 0.5 * min(a.box[2], b.box[2]) and _y_overlap(a.box, b.box) > -0.25 * digit_height:
                     pieces[i] = a.joined(b)
@@ -246,7 +254,9 @@ def find_rows(pieces: list[Piece], digit_height: float, min_chain: int = 3) -> t
 def _same_digit(a: Piece, b: Piece, height: float, stroke: float) -> bool:
     """Are two pieces of one row strokes of one digit? (see :func:`group_digits`)"""
     union = _union(a.box, b.box)
-    if union[3] > 1.6 * height or union[2] > 1.8 * height:  # some people write their 5s half again as wide as tall
+    if union[3] > 1.6 * height and not _tail_or_hat(a, b, height):
+        return False
+    if union[2] > 1.8 * height:  # some people write their 5s half again as wide as tall
         return False
     gap = _x_gap(a.box, b.box)
     if -gap >= 0.5 * min(a.box[2], b.box[2]):  # one over the other: a hat, a crossbar, a two-stroke 4
