@@ -96,3 +96,65 @@ def remove_grid_lines(ink: np.ndarray, digit_height: float | None = None) -> tup
         ink = cv2.bitwise_or(cleaned, cv2.bitwise_and(repaired, line_ink))
         lines = cv2.bitwise_or(lines, line_ink)
     return ink, lines
+
+
+def _line_remnants(ink: np.ndarray, band: np.ndarray, digit_height: float, thick_limit: float,
+                   horizontal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pieces of a line left where it wobbled or broke: thin pieces lying (80% or more) on the line's band
+    continued by 1.7 digit heights either way (a piece that long would be a line itself). Returns (ink
+    without them, them)."""
+    reach = int(round(1.7 * digit_height))
+    along = (2 * reach + 1, 13) if horizontal else (13, 2 * reach + 1)
+    continued = cv2.dilate(band, cv2.getStructuringElement(cv2.MORPH_RECT, along)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    remnants = np.zeros_like(ink)
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if (h if horizontal else w) > thick_limit:
+            continue
+        piece = labels[y : y + h, x : x + w] == i
+        if continued[y : y + h, x : x + w][piece].mean() >= 0.8:
+            remnants[y : y + h, x : x + w][piece] = 255
+    return cv2.bitwise_and(ink, cv2.bitwise_not(remnants)), remnants
+
+
+def remove_drawn_lines(ink: np.ndarray, digit_height: float, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Remove lines that are not straight or not whole: drawn by hand (wobbly, broken at the crossings),
+    dashed, dotted or thick; return (ink without them, their mask).
+
+    A line is a run of ink at least 1.7 digit heights long, within a few pixels of one direction
+    (horizontal or vertical) and no thicker than a third of a digit: the ink is first smeared
+    across the direction (so that a wobble of a few pixels or a row of dots still forms one run),
+    then opened along it. No digit stroke is that long and straight. Where a digit's stroke
+    crosses the line, the gap left by removing the line is closed again across it, as in
+    :func:`remove_grid_lines`. Thin pieces left on a line's course (where it wobbled, or between
+    the parts :func:`remove_grid_lines` took, ``known``) go with it.
+    """
+    length = int(round(1.7 * digit_height))
+    thick_limit = max(6.0, digit_height / 3)
+    lines = np.zeros_like(ink)
+    for horizontal in (True, False):
+        smear = (1, 7) if horizontal else (7, 1)  # (width, height) of the kernel: across the line
+        along = (length, 1) if horizontal else (1, length)
+        gaps = (9, 1) if horizontal else (1, 9)  # dots and dashes: close the gaps along the line first
+        joined = cv2.morphologyEx(cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, smear)), cv2.MORPH_CLOSE,
+                                  cv2.getStructuringElement(cv2.MORPH_RECT, gaps))
+        runs = cv2.morphologyEx(joined, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, along))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+        across = stats[1:, 3] if horizontal else stats[1:, 2]
+        thin = np.flatnonzero(across <= thick_limit + 6) + 1  # +6: the smear
+        band = np.isin(labels, thin).astype(np.uint8) * 255
+        if known is not None and known.any():  # the straight lines found before, in this direction
+            kernel = (15, 1) if horizontal else (1, 15)
+            band = cv2.bitwise_or(band, cv2.morphologyEx(known, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel)))
+        if not band.any():
+            continue
+        line_ink = cv2.bitwise_and(ink, band)
+        cleaned = cv2.bitwise_and(ink, cv2.bitwise_not(line_ink))
+        cleaned, remnants = _line_remnants(cleaned, band, digit_height, thick_limit, horizontal)
+        line_ink = cv2.bitwise_or(line_ink, remnants)
+        close = (1, int(thick_limit) + 9) if horizontal else (int(thick_limit) + 9, 1)
+        repaired = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, close))
+        ink = cv2.bitwise_or(cleaned, cv2.bitwise_and(repaired, line_ink))
+        lines = cv2.bitwise_or(lines, line_ink)
+    return ink, lines

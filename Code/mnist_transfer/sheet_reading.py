@@ -34,7 +34,7 @@ import numpy as np
 
 from . import paths
 from .cells import CellReading, _annotate, _diagnosis, _where, assign_cells, refusal
-from .ink import binarize, ink_scale, remove_grid_lines
+from .ink import binarize, ink_scale, remove_drawn_lines, remove_grid_lines
 from .layout import ORDERS, Box, Digit, SheetError, SheetLayout, SheetResult
 from .mnist_style import to_mnist
 from .page import PAGE_WIDTH, blur_problem, exposure_problem, find_page, page_and_transform, read_image
@@ -61,6 +61,10 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     ink, lines = remove_grid_lines(ink, height)
     steps["grid_lines_removed"] = bool(lines.any())
     height, stroke = ink_scale(ink)
+    ink, drawn = remove_drawn_lines(ink, height, known=lines)
+    if drawn.any():  # lines drawn by hand, dashed or dotted: the scale of the writing without them
+        steps["grid_lines_removed"] = True
+        height, stroke = ink_scale(ink)
     pieces, dust, labels = find_pieces(ink, height, stroke)
     if not pieces:
         raise SheetError(f"{source}: {_diagnosis(page)}No handwriting found on the page. Write with a dark pen, "
