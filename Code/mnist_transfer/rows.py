@@ -69,25 +69,30 @@ def find_pieces(ink: np.ndarray, digit_height: float, stroke: float) -> tuple[li
 
 
 def _chain(anchors: list[Piece], height: float) -> list[list[Piece]]:
-    """Link every anchor to its nearest neighbour on the right that shares its height band."""
+    """Link every anchor to its nearest neighbour on the right that shares its height band.
+
+    The neighbours are sought among the anchors whose left edges lie within reach, all at once
+    (a page of printed text has thousands of pieces).
+    """
     order = sorted(range(len(anchors)), key=lambda i: anchors[i].box[0])
     successor: dict[int, int] = {}
     taken: dict[int, tuple[float, int]] = {}
-    lefts = [anchors[i].box[0] for i in order]
-    for i in order:
+    boxes = np.array([anchors[i].box for i in order], float).reshape(-1, 4)  # in the order of their left edges
+    x0, y0, w, h = boxes.T if len(boxes) else (np.zeros(0),) * 4
+    cx, x1, y1 = x0 + w / 2, x0 + w, y0 + h
+    widest = float(w.max()) if len(w) else 0.0
+    for i in order:  # (i itself fails the test cx > its own cx)
         a = anchors[i].box
         best = None
-        for j in order[: int(np.searchsorted(lefts, a[0] + a[2] + 3.0 * height, side="right"))]:
-            b = anchors[j].box
-            if j == i or anchors[j].cx <= anchors[i].cx:
-                continue
-            gap = _x_gap(a, b)
-            if gap > 3.0 * height or gap < -0.5 * min(a[2], b[2]):
-                continue
-            if _y_overlap(a, b) < 0.25 * min(a[3], b[3]):
-                continue
-            if best is None or gap < best[0]:
-                best = (gap, j)
+        start = int(np.searchsorted(x0, a[0] - widest, side="left"))  # further left: its centre is left of a's
+        stop = int(np.searchsorted(x0, a[0] + a[2] + 3.0 * height, side="right"))
+        gap = np.maximum(x0[start:stop], a[0]) - np.minimum(x1[start:stop], a[0] + a[2])
+        overlap = np.minimum(y1[start:stop], a[1] + a[3]) - np.maximum(y0[start:stop], a[1])
+        ok = ((cx[start:stop] > anchors[i].cx) & (gap <= 3.0 * height) & (gap >= -0.5 * np.minimum(w[start:stop], a[2]))
+              & (overlap >= 0.25 * np.minimum(h[start:stop], a[3])))
+        if ok.any():
+            m = int(np.argmin(np.where(ok, gap, np.inf)))  # the first of the nearest, as a loop in this order finds it
+            best = (float(gap[m]), order[start + m])
         if best is not None:
             gap, j = best
             if j not in taken or gap < taken[j][0]:
@@ -95,9 +100,9 @@ def _chain(anchors: list[Piece], height: float) -> list[list[Piece]]:
                     successor.pop(taken[j][1], None)
                 taken[j] = (gap, i)
                 successor[i] = j
-    chains, seen = [], set()
+    chains, seen, followers = [], set(), set(successor.values())
     for i in order:
-        if i in seen or any(successor.get(k) == i for k in successor):
+        if i in seen or i in followers:
             continue
         chain = [i]
         while chain[-1] in successor:
@@ -117,29 +122,34 @@ def _line_of(chain: list[Piece]) -> tuple[float, float]:
 
 
 def _join_chains(chains: list[list[Piece]], height: float) -> list[list[Piece]]:
-    """Join chains that continue each other (a row broken by a wide gap or a digit written high)."""
+    """Join chains that continue each other (a row broken by a wide gap or a digit written high).
+
+    Repeatedly the closest pair (a's last piece, b's first) whose lines meet within half a digit
+    height midway between them, compared all pairs at once; every chain's line is fitted once and
+    again only when it grows, so that a page of printed text (hundreds of chains) takes well under
+    a second.
+    """
     chains = [sorted(c, key=lambda p: p.cx) for c in chains]
-    while True:
-        best = None
-        for i, a in enumerate(chains):
-            for j, b in enumerate(chains):
-                if i == j or b[0].cx <= a[-1].cx:
-                    continue
-                overlap = a[-1].box[0] + a[-1].box[2] - b[0].box[0]
-                if overlap > 0.5 * height:  # side by side, not one after the other
-                    continue
-                (sa, ia), (sb, ib) = _line_of(a), _line_of(b)
-                mid = (a[-1].cx + b[0].cx) / 2
-                mismatch = abs((sa * mid + ia) - (sb * mid + ib))
-                if mismatch <= 0.5 * height:
-                    gap = b[0].cx - a[-1].cx
-                    if best is None or gap < best[0]:
-                        best = (gap, i, j)
-        if best is None:
-            return chains
-        _, i, j = best
+    lines = [_line_of(c) for c in chains]
+    while len(chains) > 1:
+        first_cx = np.array([c[0].cx for c in chains])
+        last_cx = np.array([c[-1].cx for c in chains])
+        first_left = np.array([c[0].box[0] for c in chains], float)
+        last_right = np.array([c[-1].box[0] + c[-1].box[2] for c in chains], float)
+        slope, intercept = (np.array(v) for v in zip(*lines))
+        mid = (last_cx[:, None] + first_cx[None, :]) / 2
+        mismatch = np.abs((slope[:, None] * mid + intercept[:, None]) - (slope[None, :] * mid + intercept[None, :]))
+        ok = (first_cx[None, :] > last_cx[:, None]) & (last_right[:, None] - first_left[None, :] <= 0.5 * height)
+        ok &= mismatch <= 0.5 * height
+        np.fill_diagonal(ok, False)
+        if not ok.any():
+            break
+        gap = np.where(ok, first_cx[None, :] - last_cx[:, None], np.inf)
+        i, j = divmod(int(np.argmin(gap)), len(chains))  # the first of the closest, as a loop over (i, j) finds it
         chains[i] = chains[i] + chains[j]
-        del chains[j]
+        lines[i] = _line_of(chains[i])
+        del chains[j], lines[j]
+    return chains
 
 
 def _tail_or_hat(a: Piece, b: Piece, height: float) -> bool:
