@@ -90,10 +90,12 @@ def _crops(image, result) -> dict[tuple[int, int], np.ndarray]:
     return out
 
 
-def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320, gap_after=None, gap=0):
+def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320, gap_after=None, gap=0,
+                   shift_rest=False):
     """Rows of 0..9 in real ink (row r uses column r of live_digits) on white, as a BGR image, and the truth.
 
-    ``touch``: (row, d) pairs whose digit d + 1 is pushed left until its ink joins digit d's;
+    ``touch``: (row, d) pairs whose digit d + 1 is pushed left until its ink joins digit d's (the
+    digits after it stay in their places; ``shift_rest=True``: they move left with it);
     ``drop``: (row, d) cells left empty; ``gap`` pixels more after column ``gap_after`` (from 0).
     The truth: (row, col, label, box in image pixels).
     """
@@ -102,7 +104,7 @@ def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320, g
     for r in range(rows):
         x = 200
         for d in range(10):
-            crop = parts[(d, r)]
+            crop, place = parts[(d, r)], x
             y = 200 + r * row_pitch + (row_pitch - crop.shape[0]) // 2
             if (r, d - 1) in touch:  # slide left until the ink of the two digits joins
                 ink = (crop < 128).astype(np.uint8)
@@ -113,7 +115,7 @@ def sequence_sheet(parts, rows=6, touch=(), drop=(), pitch=260, row_pitch=320, g
                 region = canvas[y : y + crop.shape[0], x : x + crop.shape[1]]
                 canvas[y : y + crop.shape[0], x : x + crop.shape[1]] = np.minimum(region, crop)
                 truth.append((r, d, d, (x, y, crop.shape[1], crop.shape[0])))
-            x += pitch + (gap if d == gap_after else 0)
+            x = (x if shift_rest else place) + pitch + (gap if d == gap_after else 0)
     return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), truth
 
 
@@ -164,14 +166,34 @@ def test_the_strokes_of_one_digit_stay_together_when_they_do_not_touch(parts):
     assert len(result.digits) == 60 and misplaced(result, truth) == []
 
 
+CLOSE = 160  # the step from digit to digit of a writer who writes close (gaps about half a digit's width)
+
+
+@pytest.mark.parametrize("pitch", [CLOSE, 260])
+@pytest.mark.parametrize("shift_rest", [False, True])
 @pytest.mark.parametrize("touch", [((2, 6),), ((4, 0),), ((1, 3), (5, 8))])
-def test_touching_neighbours_are_cut_apart_and_keep_their_labels(parts, touch):
-    """A 6 against a 7 (as on the assignment's real sheet), a 0 against a 1; two pairs on one sheet."""
-    image, truth = sequence_sheet(parts, touch=touch)
+def test_touching_neighbours_are_cut_apart_and_keep_their_labels(parts, touch, shift_rest, pitch):
+    """A 6 against a 7 (as on the assignment's real sheet), a 0 against a 1; two pairs on one sheet; the
+    digits after the pair in their places, or moved left with it; written close or wide apart."""
+    image, truth = sequence_sheet(parts, touch=touch, pitch=pitch, shift_rest=shift_rest)
     result = sheet_reading.process_sheet(image, SheetLayout(rows=6), source="touching.png")
     assert result.steps["touching_cuts"] == len(touch)
     assert len(result.digits) == 60 and misplaced(result, truth) == []
     assert (result.annotated[..., 0] == 230).any()  # the cut is drawn (orange) on the annotated page
+
+
+@pytest.mark.parametrize("digit, drop", [(0, 4), (2, 6), (3, 0), (5, 9), (8, 2), (7, 9)])
+def test_a_wide_digit_in_a_row_missing_a_digit_is_not_cut_for_two(parts, digit, drop):
+    """A digit written twice as wide in a row whose digit ``drop`` is missing: the row is one piece short and
+    the wide piece looks like two touching, but cutting it would shift the labels of the digits between.
+    The empty cell (a gap inside the row, or a row starting or ending short of the others) forbids the cut."""
+    wide = dict(parts)
+    crop = parts[(digit, 2)]
+    wide[(digit, 2)] = cv2.resize(crop, (2 * crop.shape[1], crop.shape[0]))
+    for pitch in (300, CLOSE + crop.shape[1]):
+        image, _ = sequence_sheet(wide, drop=((2, drop),), pitch=pitch)
+        with pytest.raises(SheetError, match=r"row 3"):
+            sheet_reading.process_sheet(image, SheetLayout(rows=6), source="wide.png")
 
 
 def test_a_touching_pair_is_not_cut_when_the_count_does_not_ask(parts):

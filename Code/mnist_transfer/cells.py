@@ -110,6 +110,44 @@ def _too_few(r: int, digits: list[Piece], wanted: int, row: list[Piece]) -> tupl
                  "write the missing digit, or darken one too faint to be seen")
 
 
+def _split_row(digits: list[Piece], parts: list[int], labels: np.ndarray):
+    """The row's digits with every piece that holds k of them cut into k, and the cuts."""
+    split, cuts = [], []
+    for d, k in zip(digits, parts):
+        if k == 1:
+            split.append(d)
+            continue
+        pieces, where = split_piece(d, k, labels)
+        split.extend(pieces)
+        cuts.extend(where)
+    return split, cuts
+
+
+def _empty_cell_likely(split: list[Piece], complete: list[list[Piece]], ends: bool = True) -> bool:
+    """Does the row, once cut, still look one digit short (so that a wide digit, not two touching, was cut)?
+
+    From the rows that hold their full count: a gap between neighbouring boxes wider than twice
+    their usual gap and half a digit's width (a digit pushed against its neighbour leaves at most
+    two gaps behind it; an empty cell leaves two gaps and a digit's width), or (with ``ends``, when
+    the rows are meant to be equally long) a row whose first box starts, or last box ends, short
+    of theirs by more than a gap and half a digit's width (a digit pushed against its neighbour
+    moves the row's end by at most a gap; an empty first or last cell by a gap and a digit).
+    """
+    gaps = [b.box[0] - a.box[0] - a.box[2] for r in complete for a, b in zip(r, r[1:])]
+    if not gaps:
+        return False
+    gap, width = float(np.median(gaps)), float(np.median([d.box[2] for r in complete for d in r]))
+    row_gaps = [b.box[0] - a.box[0] - a.box[2] for a, b in zip(split, split[1:])]
+    if row_gaps and max(row_gaps) > 2 * gap + 0.5 * width:
+        return True
+    if ends and len(complete) >= 2:
+        first = float(np.median([r[0].box[0] for r in complete]))
+        last = float(np.median([r[-1].box[0] + r[-1].box[2] for r in complete]))
+        short = gap + 0.5 * width
+        return split[0].box[0] > first + short or split[-1].box[0] + split[-1].box[2] < last - short
+    return False
+
+
 def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3.0,
                  labels: np.ndarray | None = None) -> CellReading:
     """Read each row left to right into the layout's cells.
@@ -139,19 +177,16 @@ def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3
         return CellReading({}, problems, [group_digits(r, stroke) for r in rows])
     cells: dict[tuple[int, int], Piece] = {}
     all_digits, cuts = [], []
+    grouped = [group_digits(row, stroke) for row in rows]
+    complete = [g for r, g in enumerate(grouped) if len(g) == layout.cols_in(r)]
     for r, row in enumerate(rows):
-        digits, wanted = group_digits(row, stroke), layout.cols_in(r)
+        digits, wanted = grouped[r], layout.cols_in(r)
         parts = touching_counts(digits, wanted) if labels is not None else None
         if parts is not None:
-            split = []
-            for d, k in zip(digits, parts):
-                if k == 1:
-                    split.append(d)
-                    continue
-                pieces, where = split_piece(d, k, labels)
-                split.extend(pieces)
+            split, where = _split_row(digits, parts, labels)
+            if not _empty_cell_likely(split, complete, ends=not layout.row_lengths):  # rows of unequal length need not start or end together
+                digits = split
                 cuts.extend(where)
-            digits = split
         all_digits.append(digits)
         if len(digits) == wanted:
             for c, d in enumerate(digits):
