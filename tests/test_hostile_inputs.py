@@ -435,3 +435,18 @@ def test_a_page_of_printed_text_is_refused_within_five_seconds(scale):
     with pytest.raises(SheetError, match=r"text\.jpg: .*found \d+ rows of writing, the layout has 12"):
         sheet_reading.process_sheet(page, LAYOUT, source="text.jpg")
     assert time.perf_counter() - start < 5.0
+
+
+def test_an_ink_blot_beside_a_digit_is_named_as_the_extra_mark(sheet):
+    """A blue ink blot between a 7 and an 8: refused, naming the blot (not the smallest digit of the row)."""
+    image, truth, _ = sheet
+    a, b = [t["box"] for t in truth if t["row"] == 4 and t["col"] in (7, 8)]
+    cx, cy = (a[0] + a[2] + b[0]) // 2, a[1] + a[3] // 2
+    blotted = image.copy()
+    cv2.ellipse(blotted, (cx, cy), (14, 10), 20, 0, 360, (150, 60, 20), -1, cv2.LINE_AA)
+    cv2.circle(blotted, (cx + 9, cy + 7), 5, (150, 60, 20), -1, cv2.LINE_AA)
+    with pytest.raises(SheetError, match=r"row 5, column 9: 1 mark\(s\) too many") as info:
+        sheet_reading.process_sheet(blotted, LAYOUT, source="blot.jpg")
+    named = int(re.search(r"the one at column 9 \(x=(\d+)\)", str(info.value)).group(1))
+    scale = sheet_reading.PAGE_WIDTH / image.shape[1]  # a scan: the page is the image resized
+    assert abs(named - (cx - 15) * scale) <= 8

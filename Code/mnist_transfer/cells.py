@@ -1,4 +1,12 @@
-"""Stage 4, the cells: each row read left to right into the layout's cells; problems named and drawn."""
+"""Stage 4, the cells: each row read left to right into the layout's cells; problems named and drawn.
+
+A row with fewer pieces than its count, in which pieces about k times as wide as its digits
+hold exactly the missing ones, has them cut at the weakest ink (:func:`.rows.split_piece`),
+unless the row, once cut, would still look a digit short (:func:`_empty_cell_likely`): a wide
+digit beside an empty cell is refused, never cut into two labels. A row with a piece too many
+names the piece least like its digits. A refusal counts every problem, numbers them, and the
+annotated page lists them in a panel beside it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,10 @@
-"""Stage 2, the ink: even out the light, threshold, measure the writing's scale, remove ruled and printed lines."""
+"""Stage 2, the ink: even out the light, threshold, measure the writing's scale, remove lines.
+
+Straight printed or ruled lines of any weight go first (:func:`remove_grid_lines`, a Hough
+transform); then lines that are not straight or not whole, drawn by hand, dashed, dotted or thick,
+and the pieces left on a line's course (:func:`remove_drawn_lines`). Strokes of digits that cross
+a line are joined again across it. Imports nothing from the other stages.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Stage 1, the page: read the image, judge its exposure and focus, find the paper and undo the perspective."""
+"""Stage 1, the page: read the image, judge its exposure and focus, find the paper and undo the perspective.
+
+A photo of a sheet on a darker surface: the four-cornered sheet is found and flattened. A scan,
+or a photo the paper fills: the frame is the page, less any desk, shadow and paper's edge showing
+along a border (:func:`_beyond_the_paper`; a shadow with writing in it is paper and stays).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Stage 3, the rows: connected pieces of ink, chained into rows of writing, grouped into digits."""
+"""Stage 3, the rows: connected pieces of ink, chained into rows of writing, grouped into digits.
+
+Also where touching digits are cut (:func:`split_piece`, :func:`touching_counts`); whether to cut
+is decided by the cells stage, from the layout's count.
+"""
 
 from __future__ import annotations
 
