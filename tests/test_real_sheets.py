@@ -331,3 +331,15 @@ def test_a_table_line_left_over_is_refused_and_named_never_read_as_a_digit(parts
     image, truth = sequence_sheet(parts)
     with pytest.raises(SheetError, match=r"\[1\] a mark outside the rows of digits, below row 6"):
         sheet_reading.process_sheet(hand_table(image, XS, YS, seed=1), SheetLayout(rows=6), source="table.png")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("shade", [150, 90])
+def test_a_pencil_line_through_the_digits_is_refused_never_misread(parts, seed, shade):
+    """Lines drawn by hand through the middle of every row (measured: not yet read; the reader's limit):
+    each such sheet must be refused, naming rows, and never read with a digit in the wrong cell."""
+    image, _ = sequence_sheet(parts)
+    middles = [200 + r * 320 + 160 for r in range(6)]
+    crossed = hand_table(image, [], middles, shade=shade, broken=False, seed=seed, span=(XS[0], XS[-1]))
+    with pytest.raises(SheetError, match="row"):
+        sheet_reading.process_sheet(crossed, SheetLayout(rows=6), source="crossed.png")
