@@ -6,6 +6,7 @@ resolution, turned, reversed, scribbled on, darkened, blurred; datasets are tamp
 after writing; checkpoints are truncated or made for another network.
 """
 
+import re
 import shutil
 
 import cv2
@@ -348,3 +349,104 @@ def test_notebook_01_saves_dataset_figures_only_after_the_dataset_is_written():
              if c["cell_type"] == "code"]
     first = lambda text: next(i for i, c in enumerate(cells) if text in c)  # noqa: E731
     assert first("read_checked_sheets") < first("write_dataset(") < first("save_figure(")
+
+
+# --------------------------------------------------------------------------- issue 15: messages a student can act on
+
+
+def test_every_problem_is_counted_numbered_and_listed_beside_the_page(sheet):
+    """A scribble between two cells of every row: the message numbers the first 8 and says how many more;
+    the annotated sheet numbers all on the page and lists them in a panel beside it."""
+    image, truth, _ = sheet
+    scribbled = image
+    for r in range(12):
+        a, b = [t["box"] for t in truth if t["row"] == r and t["col"] in (4, 5)]
+        scribbled = _scribble(scribbled, (a[0] + a[2] + b[0]) // 2 - 5, a[1] + 10, 10, 40)
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(scribbled, LAYOUT, source="many.jpg")
+    message = str(info.value)
+    more = re.search(r"\[8\] row \d+, column 6: .*; and (\d+) more problems? \(all (\d+) are listed on the annotated", message)
+    assert more and "[9]" not in message and int(more.group(2)) == 8 + int(more.group(1))
+    page_width = sheet_reading.PAGE_WIDTH
+    annotated = info.value.annotated
+    assert annotated.shape[1] > page_width + 600  # the legend panel beside the page
+    legend = annotated[:, page_width + 2 :]
+    assert (legend[..., 2] > 150).sum() > 0 and ((legend[..., 0] < 60) & (legend[..., 2] > 150)).any()  # red text
+
+
+@pytest.mark.parametrize("layout", [SheetLayout(rows=11), SheetLayout(rows=13)])
+def test_refusals_have_no_doubled_punctuation(sheet, layout):
+    image, _, _ = sheet
+    with pytest.raises(SheetError, match="correct the (number of rows in the )?layout. Nothing was written") as info:
+        sheet_reading.process_sheet(image, layout, source="rows.jpg")
+    message = str(info.value)
+    assert ".." not in message and ". ." not in message and ";." not in message and "?." not in message
+
+
+def test_a_mark_is_located_by_the_row_it_is_in_never_between_two_rows():
+    """Rows that slope: a mark at the height of row 2's line is in row 2, one halfway down is between rows."""
+    from mnist_transfer import cells
+    from mnist_transfer.rows import Piece
+
+    rows = [[Piece((100 + 60 * k, 100 + 10 * k + 80 * r, 40, 50), 900, [k]) for k in range(10)] for r in range(3)]
+    assert cells._where((20, 182, 30, 40), rows, 50).startswith("in row 2, left of its digits")
+    assert cells._where((800, 270, 30, 40), rows, 50).startswith("in row 2, right of its digits")
+    assert cells._where((400, 287, 20, 20), rows, 50).startswith("between rows 2 and 3")
+    assert cells._where((400, 20, 20, 20), rows, 50).startswith("above row 1")
+
+
+def test_the_piece_named_as_stray_is_the_one_least_like_the_digits_not_the_smallest():
+    """Eleven pieces where the layout has 10: a small real digit, and the paper's edge (long and thin)."""
+    from mnist_transfer import cells
+    from mnist_transfer.rows import Piece
+
+    row = [Piece((100 + 60 * k, 100, 36, 50), 700, [k]) for k in range(10)]
+    row[3] = Piece((280, 112, 22, 34), 300, [3])  # a small digit (a 1 or a small 0)
+    row.append(Piece((1330, 96, 7, 66), 400, [10]))  # the paper's edge at the row's end
+    problems = cells._too_many(4, row, 10)
+    assert len(problems) == 1
+    box, text = problems[0]
+    assert box == (1330, 96, 7, 66) and "row 5, column 11" in text and "long and thin" in text
+
+
+def test_a_sheet_list_that_cannot_give_12_of_each_digit_is_refused_before_reading(tmp_path):
+    six = SheetLayout(rows=6)
+    with pytest.raises(SheetError, match=r"too few of some digits .*digit 0: 6, .*No sheet was read"):
+        sheet_reading.check_sheet_list([(tmp_path / "missing.jpg", six)])  # refused without opening the file
+    with pytest.raises(SheetError, match=r"digit 0: 0"):
+        sheet_reading.check_sheet_list([(tmp_path / "a.jpg", SheetLayout(rows=12, cols=9, digits=tuple(range(1, 10))))])
+    sheet_reading.check_sheet_list([(tmp_path / "a.jpg", six), (tmp_path / "b.jpg", six)])  # two 6-row sheets: 12 each
+    with pytest.raises(SheetError, match="too few"):
+        sheet_reading.process_sheets([(tmp_path / "missing.jpg", six)], on_error_dir=None)
+
+
+@pytest.mark.parametrize("scale", [1.5, 2.0])
+def test_a_page_of_printed_text_is_refused_within_five_seconds(scale):
+    """Issue 17: a page of printed text (about 50 lines, 2,000 letters) was joined into rows for minutes."""
+    import time
+
+    rng = np.random.default_rng(0)
+    page = np.full((3300, 2550, 3), 245, np.uint8)
+    words = "the quick brown fox jumps over the lazy dog transfer learning from mnist to handwriting".split()
+    for y in range(150, 3200, int(40 * scale)):
+        cv2.putText(page, " ".join(rng.choice(words, int(14 / scale))), (120, y), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (20, 20, 20), 2, cv2.LINE_AA)
+    start = time.perf_counter()
+    with pytest.raises(SheetError, match=r"text\.jpg: .*found \d+ rows of writing, the layout has 12"):
+        sheet_reading.process_sheet(page, LAYOUT, source="text.jpg")
+    assert time.perf_counter() - start < 5.0
+
+
+def test_an_ink_blot_beside_a_digit_is_named_as_the_extra_mark(sheet):
+    """A blue ink blot between a 7 and an 8: refused, naming the blot (not the smallest digit of the row)."""
+    image, truth, _ = sheet
+    a, b = [t["box"] for t in truth if t["row"] == 4 and t["col"] in (7, 8)]
+    cx, cy = (a[0] + a[2] + b[0]) // 2, a[1] + a[3] // 2
+    blotted = image.copy()
+    cv2.ellipse(blotted, (cx, cy), (14, 10), 20, 0, 360, (150, 60, 20), -1, cv2.LINE_AA)
+    cv2.circle(blotted, (cx + 9, cy + 7), 5, (150, 60, 20), -1, cv2.LINE_AA)
+    with pytest.raises(SheetError, match=r"row 5, column 9: 1 mark\(s\) too many") as info:
+        sheet_reading.process_sheet(blotted, LAYOUT, source="blot.jpg")
+    named = int(re.search(r"the one at column 9 \(x=(\d+)\)", str(info.value)).group(1))
+    scale = sheet_reading.PAGE_WIDTH / image.shape[1]  # a scan: the page is the image resized
+    assert abs(named - (cx - 15) * scale) <= 8

@@ -171,3 +171,16 @@ def test_folder_of_single_digits_either_polarity(tmp_path):
     (tmp_path / "x.png").write_bytes((tmp_path / "0" / "0.png").read_bytes())
     with pytest.raises(SheetError, match="Cannot tell the label"):
         sheet_reading.digits_from_folder(tmp_path)
+
+
+def test_the_reader_stages_import_one_way():
+    """layout -> page -> ink -> rows -> cells -> sheet_reading: every stage imports only earlier ones."""
+    import ast
+
+    stages = ["layout", "page", "ink", "rows", "cells", "sheet_reading"]
+    package = paths.PACKAGE_DIR
+    for k, stage in enumerate(stages):
+        tree = ast.parse((package / f"{stage}.py").read_text(encoding="utf-8"))
+        imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
+        later = set(stages[k:])
+        assert not imported & later, (stage, imported & later)

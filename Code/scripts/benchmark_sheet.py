@@ -4,8 +4,12 @@
 
 For every corpus sheet (:func:`mnist_transfer.handwriting.corpus`): the digits found, how many of
 them sit in their true (row, column, label), and the seconds :func:`~.sheet_reading.process_sheet`
-took (rendering the sheet is not counted). A refused sheet prints its reason. The last line is
-the shipped 12-megapixel sample photo.
+took (rendering the sheet is not counted). A refused sheet prints its reason. Then the shipped
+12-megapixel sample photo, and the eleven real pen-on-paper scans of ``Code/data/real_sheets``
+(``--no-real`` skips them): each read with its layout (``live_digits``: 10 x 15, a digit a row;
+``digit_<d>``: 5 rows of the counts in ``row_counts.json``). The scans have no true boxes, so for
+them "correct" is the number of digits the pre-trained model reads as the label they were given
+(labels come from the layout, never from the model), and "found" must equal "expected".
 """
 
 import argparse
@@ -21,6 +25,9 @@ import cv2  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from mnist_transfer import handwriting, paths, sheet_reading  # noqa: E402
+from mnist_transfer.sheet_reading import SheetLayout  # noqa: E402
+
+REAL = paths.CODE_DIR / "data" / "real_sheets"
 
 
 def placement(result, truth) -> int:
@@ -37,6 +44,7 @@ def main() -> None:
     parser.add_argument("--sheets", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads (the target machine has 2 cores)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--no-real", action="store_true", help="skip the real scans")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
     rows = []
@@ -67,8 +75,49 @@ def main() -> None:
     print(f"corpus: {sum(r['correct'] == r['expected'] for r in rows)}/{len(rows)} sheets read 100% right, "
           f"{sum(bool(r['refused']) for r in rows)} refused, {sum(r['found'] - r['correct'] for r in rows)} digits misplaced; "
           f"seconds per sheet median {statistics.median(times):.2f}, max {max(times):.2f}")
+    if not args.no_real:
+        rows += real_scans()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
+
+
+def real_layouts() -> dict[str, SheetLayout]:
+    counts = json.loads((REAL / "row_counts.json").read_text(encoding="utf-8"))
+    layouts = {"live_digits": SheetLayout(rows=10, cols=15, order="row_is_digit")}
+    for d in range(10):
+        lengths = tuple(counts[f"digit_{d}"])
+        layouts[f"digit_{d}"] = SheetLayout(rows=5, cols=max(lengths), order="row_is_digit", digits=(d,) * 5,
+                                            row_lengths=lengths)
+    return layouts
+
+
+def real_scans() -> list[dict]:
+    """The real scans: found, how many the model reads as their label, refused, seconds."""
+    from mnist_transfer import model, sheet_check  # torch only here
+
+    pretrained = model.load_pretrained("cpu")
+    rows = []
+    for name, layout in real_layouts().items():
+        image = sheet_reading.read_image(REAL / f"{name}.jpg")
+        start = time.perf_counter()
+        try:
+            result = sheet_reading.process_sheet(image, layout, source=f"{name}.jpg")
+            seconds, note = time.perf_counter() - start, ""
+            share, _ = sheet_check.agreement(pretrained, result.digits)
+            found, correct = len(result.digits), int(round(share * len(result.digits)))
+        except sheet_reading.SheetError as err:
+            seconds, found, correct, note = time.perf_counter() - start, 0, 0, f"REFUSED: {err}"
+        rows.append({"sheet": f"{name}.jpg", "writer": "real", "layout": f"{layout.rows}x{layout.cols}",
+                     "expected": layout.count, "found": found, "correct": correct, "seconds": round(seconds, 3),
+                     "traits": "real scan", "refused": note})
+        print(f"{name + '.jpg (real scan)':32s} {'real':6s} {rows[-1]['layout']:8s} {layout.count:8d} {found:5d} "
+              f"{correct:7d} {seconds:7.2f}  {note[:150]}", flush=True)
+    times = [r["seconds"] for r in rows]
+    print(f"real scans: {sum(r['found'] == r['expected'] for r in rows)}/{len(rows)} read whole, "
+          f"{sum(bool(r['refused']) for r in rows)} refused, the model agrees with "
+          f"{sum(r['correct'] for r in rows)}/{sum(r['found'] for r in rows)} labels; seconds per sheet median "
+          f"{statistics.median(times):.2f}, max {max(times):.2f}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,0 +1,166 @@
+"""Stage 2, the ink: even out the light, threshold, measure the writing's scale, remove lines.
+
+Straight printed or ruled lines of any weight go first (:func:`remove_grid_lines`, a Hough
+transform); then lines that are not straight or not whole, drawn by hand, dashed, dotted or thick,
+and the pieces left on a line's course (:func:`remove_drawn_lines`). Strokes of digits that cross
+a line are joined again across it. Imports nothing from the other stages.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def binarize(page: np.ndarray) -> np.ndarray:
+    """Even out illumination (divide by the paper's own brightness), then threshold adaptively.
+
+    The paper's brightness is a closing (which removes the ink), smoothed by a wide blur except
+    on the dark side of a hard shadow's edge, where the blur would overshoot and leave false ink.
+    """
+    k = max(15, (page.shape[1] // 40) | 1)
+    closed = cv2.morphologyEx(page, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    paper = cv2.GaussianBlur(closed, (0, 0), k / 3)
+    shadow_edge = cv2.subtract(paper, closed) > 12  # the dark side of a hard shadow: the blur would overshoot
+    paper[shadow_edge] = closed[shadow_edge]
+    flat = cv2.divide(page, paper, scale=255)
+    block = max(31, (page.shape[1] // 25) | 1)
+    ink = cv2.adaptiveThreshold(flat, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, block, 18)
+    _, dark = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    return cv2.bitwise_and(ink, dark)
+
+
+def ink_scale(ink: np.ndarray) -> tuple[float, float]:
+    """(typical digit height, typical stroke width) of the writing, in pixels.
+
+    From the pieces of ink that could be digits: not specks, not lines as long as a tenth of
+    the page. The height is the median of the larger half (a digit's pieces are smaller).
+    """
+    n, _, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    h, w = ink.shape
+    s = stats[1:]
+    limit = 0.25 * min(h, w)
+    ok = (s[:, 3] >= 6) & (s[:, 4] >= 20) & (s[:, 2] < limit) & (s[:, 3] < limit)
+    if not ok.any():
+        return max(8.0, 0.03 * w), 3.0
+    heights, areas = s[ok, 3].astype(float), s[ok, 4].astype(float)
+    big = areas >= np.percentile(areas, 50)
+    height = float(np.median(heights[big]))
+    boxes = s[ok][big]
+    widths = []
+    for x, y, bw, bh, _ in boxes[:: max(1, len(boxes) // 40)]:
+        piece = (ink[y : y + bh, x : x + bw] > 0).astype(np.uint8)
+        dist = cv2.distanceTransform(cv2.copyMakeBorder(piece, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
+        widths.append(4.0 * float(dist[dist > 0].mean()))
+    return height, float(np.median(widths))
+
+
+def _line_segments(ink: np.ndarray, min_length: int, horizontal: bool) -> np.ndarray:
+    """Straight segments at least ``min_length`` long, within 10 degrees of horizontal (or vertical)."""
+    kernel = (15, 1) if horizontal else (1, 15)
+    candidates = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+    if not candidates.any():
+        return np.zeros((0, 4), int)
+    segments = cv2.HoughLinesP(candidates, 1, np.pi / 720, threshold=int(min_length * 0.6),
+                               minLineLength=min_length, maxLineGap=max(4, min_length // 25))
+    if segments is None:
+        return np.zeros((0, 4), int)
+    segments = segments.reshape(-1, 4)
+    dx, dy = np.abs(segments[:, 2] - segments[:, 0]), np.abs(segments[:, 3] - segments[:, 1])
+    keep = dy <= np.tan(np.radians(10)) * dx if horizontal else dx <= np.tan(np.radians(10)) * dy
+    return segments[keep]
+
+
+def remove_grid_lines(ink: np.ndarray, digit_height: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Remove printed/ruled straight lines of any weight; return (ink without lines, line mask).
+
+    A line is a straight run of ink (found by a Hough transform, so a line tilted by a few
+    degrees counts) longer than a tenth of the page and more than twice a digit's height: no
+    digit stroke is that long. The band of the line, as thick as the line's ink, is removed;
+    where a digit's stroke crossed it, the gap is closed again across the band.
+    """
+    h, w = ink.shape
+    lines = np.zeros_like(ink)
+    for horizontal in (True, False):
+        extent = w if horizontal else h
+        min_length = int(max(0.1 * extent, 2.2 * digit_height if digit_height else 0.2 * extent))
+        segments = _line_segments(ink, min_length, horizontal)
+        if not len(segments):
+            continue
+        drawn = np.zeros_like(ink)
+        for x0, y0, x1, y1 in segments:
+            cv2.line(drawn, (int(x0), int(y0)), (int(x1), int(y1)), 255, 1)
+        dist = cv2.distanceTransform((ink > 0).astype(np.uint8), cv2.DIST_L2, 3)
+        half = float(np.percentile(dist[drawn > 0], 75)) if (drawn > 0).any() else 1.0
+        reach = int(np.clip(round(2 * half) + 1, 2, 12))
+        across = (1, 2 * reach + 1) if horizontal else (2 * reach + 1, 1)
+        band = cv2.dilate(drawn, cv2.getStructuringElement(cv2.MORPH_RECT, across))
+        line_ink = cv2.bitwise_and(ink, band)
+        cleaned = cv2.bitwise_and(ink, cv2.bitwise_not(line_ink))
+        close = (1, 2 * reach + 3) if horizontal else (2 * reach + 3, 1)  # strokes crossing the band, joined again
+        repaired = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, close))
+        ink = cv2.bitwise_or(cleaned, cv2.bitwise_and(repaired, line_ink))
+        lines = cv2.bitwise_or(lines, line_ink)
+    return ink, lines
+
+
+def _line_remnants(ink: np.ndarray, band: np.ndarray, digit_height: float, thick_limit: float,
+                   horizontal: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pieces of a line left where it wobbled or broke: thin pieces lying (80% or more) on the line's band
+    continued by 1.7 digit heights either way (a piece that long would be a line itself). Returns (ink
+    without them, them)."""
+    reach = int(round(1.7 * digit_height))
+    along = (2 * reach + 1, 13) if horizontal else (13, 2 * reach + 1)
+    continued = cv2.dilate(band, cv2.getStructuringElement(cv2.MORPH_RECT, along)) > 0
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(ink, connectivity=8)
+    remnants = np.zeros_like(ink)
+    for i in range(1, n):
+        x, y, w, h, area = stats[i]
+        if (h if horizontal else w) > thick_limit:
+            continue
+        piece = labels[y : y + h, x : x + w] == i
+        if continued[y : y + h, x : x + w][piece].mean() >= 0.8:
+            remnants[y : y + h, x : x + w][piece] = 255
+    return cv2.bitwise_and(ink, cv2.bitwise_not(remnants)), remnants
+
+
+def remove_drawn_lines(ink: np.ndarray, digit_height: float, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Remove lines that are not straight or not whole: drawn by hand (wobbly, broken at the crossings),
+    dashed, dotted or thick; return (ink without them, their mask).
+
+    A line is a run of ink at least 1.7 digit heights long, within a few pixels of one direction
+    (horizontal or vertical) and no thicker than a third of a digit: the ink is first smeared
+    across the direction (so that a wobble of a few pixels or a row of dots still forms one run),
+    then opened along it. No digit stroke is that long and straight. Where a digit's stroke
+    crosses the line, the gap left by removing the line is closed again across it, as in
+    :func:`remove_grid_lines`. Thin pieces left on a line's course (where it wobbled, or between
+    the parts :func:`remove_grid_lines` took, ``known``) go with it.
+    """
+    length = int(round(1.7 * digit_height))
+    thick_limit = max(6.0, digit_height / 3)
+    lines = np.zeros_like(ink)
+    for horizontal in (True, False):
+        smear = (1, 7) if horizontal else (7, 1)  # (width, height) of the kernel: across the line
+        along = (length, 1) if horizontal else (1, length)
+        gaps = (9, 1) if horizontal else (1, 9)  # dots and dashes: close the gaps along the line first
+        joined = cv2.morphologyEx(cv2.dilate(ink, cv2.getStructuringElement(cv2.MORPH_RECT, smear)), cv2.MORPH_CLOSE,
+                                  cv2.getStructuringElement(cv2.MORPH_RECT, gaps))
+        runs = cv2.morphologyEx(joined, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, along))
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
+        across = stats[1:, 3] if horizontal else stats[1:, 2]
+        thin = np.flatnonzero(across <= thick_limit + 6) + 1  # +6: the smear
+        band = np.isin(labels, thin).astype(np.uint8) * 255
+        if known is not None and known.any():  # the straight lines found before, in this direction
+            kernel = (15, 1) if horizontal else (1, 15)
+            band = cv2.bitwise_or(band, cv2.morphologyEx(known, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel)))
+        if not band.any():
+            continue
+        line_ink = cv2.bitwise_and(ink, band)
+        cleaned = cv2.bitwise_and(ink, cv2.bitwise_not(line_ink))
+        cleaned, remnants = _line_remnants(cleaned, band, digit_height, thick_limit, horizontal)
+        line_ink = cv2.bitwise_or(line_ink, remnants)
+        close = (1, int(thick_limit) + 9) if horizontal else (int(thick_limit) + 9, 1)
+        repaired = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, close))
+        ink = cv2.bitwise_or(cleaned, cv2.bitwise_and(repaired, line_ink))
+        lines = cv2.bitwise_or(lines, line_ink)
+    return ink, lines
