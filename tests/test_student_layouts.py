@@ -88,14 +88,29 @@ def test_a_plain_sheet_of_the_same_writers_is_read_right():
         assert misreads(result, truth) == []
 
 
+# Sheets the reader still refuses (issue 15 is open for them): each must stay a refusal, never a misread, and the
+# test fails as soon as one is read right, so that it is taken off this list.
+STILL_REFUSED = {
+    ("desk_wood_left", "W02"), ("desk_wood_left", "W07"), ("desk_dark_right", "W02"),
+    ("desk_corner_out", "W02"), ("desk_corner_out", "W07"),
+    ("table_pencil", "W02"), ("table_pencil", "W07"), ("table_pen", "W02"), ("table_pen", "W07"),
+    ("touching", "W02"), ("touching", "W07"),
+}
+
+
 @pytest.mark.parametrize("writer,seed,layout", SHEETS, ids=[f"{w}-s{s}" for w, s, _ in SHEETS])
 @pytest.mark.parametrize("trait", list(TRAITS))
 def test_students_sheet_is_read_whole_and_right(trait, writer, seed, layout):
     spec = _spec(TRAITS[trait], writer, seed, layout)
+    known_gap = (trait, writer) in STILL_REFUSED
     try:
         result, truth, _ = _read(spec)
     except SheetError as err:
+        if known_gap:
+            pytest.xfail(f"still refused (issue 15 open): {str(err).splitlines()[0][:160]}")
         pytest.fail(f"refused: {str(err).splitlines()[0]}")
+    if known_gap and len(result.digits) == spec.layout.count and not misreads(result, truth):
+        pytest.fail(f"{trait} on {writer} is now read right: take it off STILL_REFUSED")
     assert len(result.digits) == spec.layout.count, f"{len(result.digits)} digits read, the layout has {spec.layout.count}"
     errors = misreads(result, truth)
     assert errors == [], f"{len(errors)} of {len(truth)} digits wrong, first: {errors[:3]}"
