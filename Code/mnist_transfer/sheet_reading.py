@@ -179,7 +179,7 @@ def save_error_sheet(err: SheetError, path: Path, on_error_dir: Path | None) -> 
     if err.annotated is not None and on_error_dir is not None:
         on_error_dir.mkdir(parents=True, exist_ok=True)
         out = on_error_dir / f"sheet_errors_{Path(path).stem.replace(' ', '_')}.png"
-        cv2.imwrite(str(out), err.annotated)
+        out.write_bytes(cv2.imencode(".png", err.annotated)[1].tobytes())  # cv2.imwrite fails on non-ASCII paths (Windows)
         err.args = (f"{err.args[0]} Annotated sheet saved to {out}.",)
 
 
