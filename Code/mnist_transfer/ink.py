@@ -61,7 +61,8 @@ def _line_segments(ink: np.ndarray, min_length: int, horizontal: bool) -> np.nda
     candidates = cv2.morphologyEx(ink, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
     if not candidates.any():
         return np.zeros((0, 4), int)
-    segments = cv2.HoughLinesP(candidates, 1, np.pi / 720, threshold=int(min_length * 0.6),
+    # half-degree angle steps find the same lines within 10 degrees of the axes as quarter-degree ones, in half the time
+    segments = cv2.HoughLinesP(candidates, 1, np.pi / 360, threshold=int(min_length * 0.6),
                                minLineLength=min_length, maxLineGap=max(4, min_length // 25))
     if segments is None:
         return np.zeros((0, 4), int)
