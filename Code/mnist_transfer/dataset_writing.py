@@ -1,8 +1,9 @@
-"""Cut-out digits -> the three split folders (8/2/2 per digit) and the manifest.
+"""Cut-out digits -> the three split folders (8/2/2 per digit), the held-out extras, and the manifest.
 
-:func:`split_digits` makes the seeded, stratified split; :func:`write_dataset` writes the
-JPEG files and ``Code/results/dataset_manifest.csv`` and never destroys a different
-dataset silently.
+:func:`check_counts` refuses too few copies of a digit before any sheet is read;
+:func:`split_digits` makes the seeded, stratified split (every copy beyond 8/2/2 becomes the
+student's own held-out test, ``Held-out Set/``); :func:`write_dataset` writes the JPEG files and
+``Code/results/dataset_manifest.csv`` and never destroys a different dataset silently.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 
 from . import paths
-from .sheet_reading import Digit, SheetError
+from .sheet_reading import IMAGE_SUFFIXES, Digit, SheetError
 
 JPEG_QUALITY = 95
 SPLIT_COUNTS = {"train": 8, "val": 2, "test": 2}
@@ -27,22 +28,51 @@ class DatasetExistsError(FileExistsError):
     """A different dataset is already on disk and replacing it was not asked for."""
 
 
-def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SPLIT_COUNTS) -> dict[str, list[Digit]]:
-    """Stratified, seeded split: for each digit, ``counts`` copies to each split (8/2/2)."""
+HELDOUT = "heldout"  # the split of every copy beyond the 8/2/2 (or the chosen) counts: the student's own held-out test
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return "/".join(str(n) for n in counts.values())
+
+
+def split_counts(split: tuple[int, int, int] | list[int] = (8, 2, 2)) -> dict[str, int]:
+    """``(train, val, test)`` copies per digit as the dict :func:`split_digits` takes (``SPLIT`` in notebook 01)."""
+    return dict(zip(SPLIT_COUNTS, (int(n) for n in split)))
+
+
+def count_problem(per_digit: dict[int, int], counts: dict[str, int] = SPLIT_COUNTS, unit: str = "images") -> str | None:
+    """Why these copies per digit cannot be split (``None``: they can): every digit 0-9 needs at least
+    ``sum(counts)`` copies. Names each digit's count and how many more would fix it, in ``unit``
+    ("images" for a digit folder, "sheets" for photos of sheets, where a missing copy is one more row)."""
+    need = sum(counts.values())
+    short = {k: per_digit.get(k, 0) for k in range(10) if per_digit.get(k, 0) < need}
+    if not short:
+        return None
+    listed = ", ".join(f"digit {k}: {n} (needs {need - n} more)" for k, n in short.items())
+    if unit == "sheets":
+        more = max(need - n for n in short.values())
+        fix = (f"Write {more} more row{'s' if more > 1 else ''} of these digits on a sheet and add it to SHEETS, "
+               "or choose a smaller split with SPLIT")
+    else:
+        fix = "Add images of those digits to their folders, or choose a smaller split with SPLIT"
+    return (f"Each digit needs at least {need} copies for a {_counts_text(counts)} split (train/validation/test); "
+            f"{listed}. {fix} (e.g. SPLIT = (6, 2, 2) for 10 of each). Copies beyond {need} become your own "
+            "held-out test. Nothing was written.")
+
+
+def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SPLIT_COUNTS,
+                 unit: str = "images") -> dict[str, list[Digit]]:
+    """Stratified, seeded split: for each digit, ``counts`` copies to each split (8/2/2), and every
+    further copy to ``"heldout"`` (the key is there only when some digit has more copies)."""
     per_label: dict[int, list[Digit]] = {}
     for d in digits:
         per_label.setdefault(d.label, []).append(d)
-    need = sum(counts.values())
-    wrong = {k: len(v) for k, v in sorted(per_label.items()) if len(v) != need}
-    missing = [k for k in range(10) if k not in per_label]
-    if wrong or missing:
-        raise SheetError(
-            f"Each digit needs exactly {need} copies for an 8/2/2 split; "
-            + ", ".join([f"digit {k}: {n}" for k, n in wrong.items()] + [f"digit {k}: 0" for k in missing])
-            + ". Add or remove sheets so that every digit 0-9 appears exactly 12 times."
-        )
+    problem = count_problem({k: len(v) for k, v in per_label.items()}, counts, unit)
+    if problem:
+        raise SheetError(problem)
     rng = np.random.default_rng(seed)
     splits = {name: [] for name in counts}
+    extras = []
     for label in sorted(per_label):
         group = sorted(per_label[label], key=lambda d: (d.source, d.sheet, d.row, d.col))
         order = rng.permutation(len(group))
@@ -50,7 +80,55 @@ def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SP
         for name, n in counts.items():
             splits[name].extend(group[i] for i in order[start : start + n])
             start += n
+        extras.extend(group[i] for i in order[start:])
+    if extras:
+        splits[HELDOUT] = extras
     return splits
+
+
+def sheet_counts(sheets: list) -> dict[int, int]:
+    """Copies of each digit the layouts of ``SHEETS`` promise, known before any sheet is read."""
+    per_digit: dict[int, int] = {}
+    for _, layout in sheets:
+        for row in range(layout.rows):
+            for col in range(layout.cols):
+                label = layout.label_at(row, col)
+                per_digit[label] = per_digit.get(label, 0) + 1
+    return per_digit
+
+
+def folder_counts(folder: Path) -> dict[int, int]:
+    """Image files per digit in a digit folder (``<folder>/<digit>/*.png`` or names starting with the digit),
+    counted before any is read; files whose label cannot be told are left to the reader to name."""
+    folder = Path(folder)
+    per_digit: dict[int, int] = {}
+    if not folder.is_dir():
+        return per_digit
+    for path in folder.rglob("*"):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or paths.is_os_file(path, folder):
+            continue
+        name = path.parent.name if path.parent != folder else path.stem[:1]
+        if len(name) == 1 and name.isdigit():
+            per_digit[int(name)] = per_digit.get(int(name), 0) + 1
+    return per_digit
+
+
+def check_counts(sheets: list | None = None, digit_folder: Path | None = None,
+                 counts: dict[str, int] = SPLIT_COUNTS) -> None:
+    """Refuse, before any sheet or image is read, a dataset with fewer than ``sum(counts)`` copies of a digit."""
+    if digit_folder is not None:
+        problem = count_problem(folder_counts(digit_folder), counts, "images")
+    else:
+        problem = count_problem(sheet_counts(sheets or []), counts, "sheets")
+    if problem:
+        raise SheetError(problem)
+
+
+def refusal_note(err: BaseException) -> BaseException:
+    """Add to a refusal of notebook 01 that the cells below it still show an earlier run (returns ``err``)."""
+    err.add_note("Notebook 01 stopped here: nothing below this cell was updated, so any output further down is "
+                 "from an earlier run, not from these sheets. The dataset on disk was not changed.")
+    return err
 
 
 def _encode(image: np.ndarray) -> bytes:
@@ -191,7 +269,10 @@ def write_dataset(
     manifest's folder) are moved to that backup too (``results/``): nothing derived from an old dataset stays
     beside a new one. Returns ``{"status", "files", "backup", "results_moved"}``.
     """
-    split_dirs = split_dirs or paths.SPLIT_DIRS
+    split_dirs = split_dirs or paths.ALL_SPLIT_DIRS
+    missing = sorted(set(splits) - set(split_dirs))
+    if missing:
+        raise ValueError(f"no folder given for the split{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     plan = _planned_files(splits, split_dirs)
     existing = _existing_files(split_dirs)
     wanted = {p["file"]: p["sha256"] for p in plan}
