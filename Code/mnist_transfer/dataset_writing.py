@@ -8,6 +8,7 @@ student's own held-out test, ``Held-out Set/``); :func:`write_dataset` writes th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import shutil
@@ -22,6 +23,10 @@ from .sheet_reading import IMAGE_SUFFIXES, Digit, SheetError
 
 JPEG_QUALITY = 95
 SPLIT_COUNTS = {"train": 8, "val": 2, "test": 2}
+
+
+MANIFEST_COLUMNS = ["file", "label", "split", "source", "sheet", "row", "col", "sha256"]
+ORIGINS = ("sheets", "folder")
 
 
 class DatasetExistsError(FileExistsError):
@@ -124,6 +129,16 @@ def check_counts(sheets: list | None = None, digit_folder: Path | None = None,
         raise SheetError(problem)
 
 
+@contextlib.contextmanager
+def refusals_noted():
+    """Around a step of notebook 01: any refusal says that the cells below it still show an earlier run."""
+    try:
+        yield
+    except Exception as err:
+        refusal_note(err)
+        raise
+
+
 def refusal_note(err: BaseException) -> BaseException:
     """Add to a refusal of notebook 01 that the cells below it still show an earlier run (returns ``err``)."""
     err.add_note("Notebook 01 stopped here: nothing below this cell was updated, so any output further down is "
@@ -143,7 +158,7 @@ def file_name(d: Digit) -> str:
     return f"{d.label}_{stem}_r{d.row + 1:02d}_c{d.col + 1:02d}.jpg"
 
 
-def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path]) -> list[dict]:
+def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path], origin: str = "sheets") -> list[dict]:
     """One entry per file to write; two digits that would get the same file are refused, never overwritten."""
     plan, seen = [], {}
     for split, digits in splits.items():
@@ -161,7 +176,9 @@ def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path]) 
             plan.append({
                 "path": split_dirs[split] / str(d.label) / name,
                 "file": f"{split_dirs[split].name}/{d.label}/{name}",
-                "label": d.label, "split": split, "source": d.source, "row": d.row + 1, "col": d.col + 1,
+                "label": d.label, "split": split, "source": d.source,
+                "sheet": "" if origin == "folder" else (d.sheet or Path(d.source).stem.replace(" ", "_")),
+                "row": d.row + 1, "col": d.col + 1,
                 "sha256": hashlib.sha256(data).hexdigest(), "data": data,
             })
     return plan
@@ -256,6 +273,7 @@ def write_dataset(
     manifest: Path = paths.MANIFEST,
     replace: bool = False,
     backup_dir: Path = paths.BACKUP_DIR,
+    origin: str = "sheets",
 ) -> dict:
     """Write the split folders and the manifest, never destroying a different dataset.
 
@@ -267,13 +285,17 @@ def write_dataset(
 
     Whenever files are written, the results computed from the previous dataset (notebooks 02-04, in the
     manifest's folder) are moved to that backup too (``results/``): nothing derived from an old dataset stays
-    beside a new one. Returns ``{"status", "files", "backup", "results_moved"}``.
+    beside a new one. ``origin``: "sheets" (photos of sheets) or "folder" (a folder of cut digits); the
+    manifest's ``sheet`` column names each digit's sheet, empty for a folder. Returns
+    ``{"status", "files", "backup", "results_moved"}``.
     """
     split_dirs = split_dirs or paths.ALL_SPLIT_DIRS
     missing = sorted(set(splits) - set(split_dirs))
     if missing:
         raise ValueError(f"no folder given for the split{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    plan = _planned_files(splits, split_dirs)
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    plan = _planned_files(splits, split_dirs, origin)
     existing = _existing_files(split_dirs)
     wanted = {p["file"]: p["sha256"] for p in plan}
     status = "written"
@@ -301,7 +323,7 @@ def write_dataset(
             p["path"].write_bytes(p["data"])
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "label", "split", "source", "row", "col", "sha256"])
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         for p in sorted(plan, key=lambda p: p["file"]):
             writer.writerow({k: p[k] for k in writer.fieldnames})

@@ -44,6 +44,10 @@ def _bool(value) -> bool:
     return isinstance(value, bool)
 
 
+def _split(value) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 3 and all(_positive_int(v) for v in value)
+
+
 def _n_last(value) -> bool:
     return _is_int(value) and 2 <= value <= len(STAGES)
 
@@ -68,6 +72,8 @@ RULES = {
     "RETRAIN": ("True or False", _bool, False),
     "SAVE_CHECKPOINT": ("True or False", _bool, False),
     "REPLACE_EXISTING": ("True or False", _bool, False),
+    "SPLIT": ("three positive whole numbers (training, validation and test copies of each digit, e.g. (8, 2, 2))",
+              _split, False),
     "ACCEPT_IMPLAUSIBLE": ("True or False", _bool, False),
 }
 TRICKS_RULES = {
