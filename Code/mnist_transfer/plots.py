@@ -245,10 +245,10 @@ def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
                     label=model_name, zorder=2)
     ax.set_xticks(x, table.index)
     ax.set_xlabel("writer")
-    ax.set_ylabel(("held-out" if set_name == "heldout" else "own test") + " accuracy (%)")
+    ax.set_ylabel(("held-out" if set_name == "heldout" else "writer's test (20)") + " accuracy (%)")
     ax.set_ylim(top=100.5)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"{'Held-out digits' if set_name == 'heldout' else 'Own test images'} of each writer: mean over split "
+    ax.set_title(f"{'Held-out digits' if set_name == 'heldout' else 'The 20 test images'} of each bundled writer: mean over split "
                  "seeds (bars: the seeds' range)", fontsize=9)
     return ax.figure
