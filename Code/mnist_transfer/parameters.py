@@ -48,6 +48,11 @@ def _split(value) -> bool:
     return isinstance(value, (list, tuple)) and len(value) == 3 and all(_positive_int(v) for v in value)
 
 
+def _writers(value) -> bool:
+    return value == "all" or (isinstance(value, (list, tuple)) and len(value) > 0 and len(set(value)) == len(value)
+                              and all(isinstance(v, str) and v for v in value))
+
+
 def _n_last(value) -> bool:
     return _is_int(value) and 2 <= value <= len(STAGES)
 
@@ -69,6 +74,7 @@ RULES = {
     "N_LAST_VALUES": (f"whole numbers from 2 to {len(STAGES)} (trainable stages: {', '.join(STAGES)})", _n_last, True),
     "GALLERY_IMAGES": ("a positive whole number (images per gallery)", _positive_int, False),
     "FULL": ("True or False", _bool, False),
+    "WRITERS": ('"all" or a non-empty list of distinct writer names (e.g. ["W01", "W02"])', _writers, False),
     "RETRAIN": ("True or False", _bool, False),
     "SAVE_CHECKPOINT": ("True or False", _bool, False),
     "REPLACE_EXISTING": ("True or False", _bool, False),
