@@ -47,22 +47,24 @@ def split_counts(split: tuple[int, int, int] | list[int] = (8, 2, 2)) -> dict[st
 
 def count_problem(per_digit: dict[int, int], counts: dict[str, int] = SPLIT_COUNTS, unit: str = "images") -> str | None:
     """Why these copies per digit cannot be split (``None``: they can): every digit 0-9 needs at least
-    ``sum(counts)`` copies. Names each digit's count and how many more would fix it, in ``unit``
-    ("images" for a digit folder, "sheets" for photos of sheets, where a missing copy is one more row)."""
+    ``sum(counts)`` copies. Names each digit that is short, its count and how many more would fix it, in
+    ``unit``: "images" for a digit folder, "sheets" for photos of sheets (a missing copy is one more row)."""
     need = sum(counts.values())
     short = {k: per_digit.get(k, 0) for k in range(10) if per_digit.get(k, 0) < need}
     if not short:
         return None
-    listed = ", ".join(f"digit {k}: {n} (needs {need - n} more)" for k, n in short.items())
+    noun = "images" if unit == "images" else "copies on the sheets"
+    listed = ", ".join(f"digit {k}: {n} ({need - n} more)" for k, n in short.items())
     if unit == "sheets":
         more = max(need - n for n in short.values())
-        fix = (f"Write {more} more row{'s' if more > 1 else ''} of these digits on a sheet and add it to SHEETS, "
-               "or choose a smaller split with SPLIT")
+        fix = (f"Write {more} more row{'s' if more > 1 else ''} of these digits on a sheet and add it to SHEETS "
+               "(or add sheets)")
     else:
-        fix = "Add images of those digits to their folders, or choose a smaller split with SPLIT"
-    return (f"Each digit needs at least {need} copies for a {_counts_text(counts)} split (train/validation/test); "
-            f"{listed}. {fix} (e.g. SPLIT = (6, 2, 2) for 10 of each). Copies beyond {need} become your own "
-            "held-out test. Nothing was written.")
+        fix = "Add images of these digits to their folders"
+    return (f"Each digit needs at least {need} {noun}: the {_counts_text(counts)} split (training/validation/test) "
+            f"takes exactly {need} of each digit, and every further one becomes your own held-out test. Too few: "
+            f"{listed}. {fix}, or choose a smaller split with SPLIT in the parameters cell (e.g. SPLIT = (6, 2, 2) "
+            "for 10 of each). Nothing was written.")
 
 
 def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SPLIT_COUNTS,

@@ -191,17 +191,21 @@ def plot_annotated_sheet(result, figsize=(7, 10)):
 
 
 def montage(splits: dict, gap: int = 4) -> tuple[np.ndarray, dict]:
-    """One row per digit 0-9: its training, validation and test images, split by a gap.
+    """One row per digit 0-9: its training, validation and test images (and held-out extras), split by a gap.
 
-    Returns the uint8 image and where its parts are: ``{"rows": [y centre per digit],
+    A split with more copies of some digits than of others (the held-out extras) is padded with black to its
+    largest count. Returns the uint8 image and where its parts are: ``{"rows": [y centre per digit],
     "splits": {split: x centre}}`` (for tick labels).
     """
+    names = [n for n in (*SPLIT_COUNTS, HELDOUT) if n in splits]
+    widest = {n: 28 * max(sum(d.label == label for d in splits[n]) for label in range(10)) for n in names}
     rows, centres, x = [], {}, 0
     for label in range(10):
         parts, x = [], 0
-        for name in [n for n in (*SPLIT_COUNTS, HELDOUT) if n in splits]:
+        for name in names:
             imgs = [d.image for d in sorted(splits[name], key=lambda d: (d.source, d.row, d.col)) if d.label == label]
             block = np.hstack(imgs) if imgs else np.zeros((28, 0), np.uint8)
+            block = np.pad(block, ((0, 0), (0, widest[name] - block.shape[1])))
             centres[name] = x + block.shape[1] / 2
             x += block.shape[1] + gap * 3
             parts += [block, np.full((28, gap * 3), 90, np.uint8)]
