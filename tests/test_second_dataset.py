@@ -40,9 +40,11 @@ PARAMETERS = {
 
 
 def _set_parameters(notebook: Path, extra: str) -> None:
+    if not extra:
+        return
     nb = nbformat.read(notebook, as_version=4)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
-    cell.source = cell.source + ("\n# set by tests/test_second_dataset.py\n" + extra if extra else "")
+    cell.source = cell.source + "\n# set by tests/test_second_dataset.py\n" + extra
     nbformat.write(nb, notebook)
 
 
