@@ -406,6 +406,7 @@ def test_report_heldout_claims_agree_with_the_predictions(report_text, everythin
         assert evaluation.format_accuracy(everything[key]["heldout"]) in text
     for a, b, label in (("last", "baseline", "digits fixed"), ("many", "baseline", "fixed")):
         fixed, broken = int((pred[a] & ~pred[b]).sum()), int((~pred[a] & pred[b]).sum())
+        label = label.replace("digits", "digit") if fixed == 1 else label
         assert f"{fixed} {label}, {broken} broken" in text
     p = _mcnemar(pred["many"], pred["last"])
     shown = re.search(r"only the last layer, (p < 0\.001|p = [\d.]+)\)", text).group(1)

@@ -203,7 +203,8 @@ def study_data(study: dict | None) -> dict | None:
     worst = writers.loc[writers.accuracy.idxmin()]
     selection = selection_cost_summary(study["selection"]) if "selection" in study else pd.DataFrame()
     return {
-        "writers": summary["heldout"]["writers"], "split_seeds": summary["heldout"]["split_seeds"],
+        "writers": summary["heldout"]["writers"], "bundled": int(len(writers)),
+        "split_seeds": summary["heldout"]["split_seeds"],
         "grids": {SHORT[k]: v for k, v in (summary.get("grids") or {}).items()},
         "heldout_min": int(sizes.min()), "heldout_max": int(sizes.max()),
         "heldout": part("heldout"), "own_test": part("own_test"),
