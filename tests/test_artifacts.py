@@ -320,6 +320,9 @@ def test_committed_notebook_shows_every_figure(notebook):
     for cell in showing:
         assert cell.get("execution_count"), f"{notebook.name}: a plotting cell was never executed"
         images = [o for o in cell.get("outputs", []) if "image/png" in o.get("data", {})]
+        said = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []))
+        if "has no sheet to annotate" in said:
+            continue  # notebook 01 on a folder of cut digits: no sheet, and the cell says so
         assert images, f"{notebook.name}: cell calling plt.show() has no image output:\n{''.join(cell['source'])[:200]}"
 
 
@@ -518,7 +521,8 @@ def test_report_numbers_on_writers_and_selection_recount(report_text, study, eve
         better, worse = int((diff > 0).sum()), int((diff < 0).sum())
         p = min(1.0, 2 * sum(math.comb(better + worse, i) for i in range(min(better, worse) + 1)) / 2 ** (better + worse))
         assert f"sign test p = {p:.3f}" in text
-        assert f"+{100 * diff.median():.1f} points with the {'last layer' if a == 'last layer' else 'last'}" in text
+        sign = "+" if diff.median() > 0 else ""  # signed-points: "+" only above zero
+        assert f"{sign}{100 * diff.median():.1f} points with the {'last layer' if a == 'last layer' else 'last'}" in text
     spread = acc.groupby(level="writer").std(ddof=1).mean()
     assert f"The pre-trained model, which is not trained at all, varies by {100 * spread['pre-trained']:.2f} points" in text
 
