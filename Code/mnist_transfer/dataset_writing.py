@@ -1,12 +1,14 @@
-"""Cut-out digits -> the three split folders (8/2/2 per digit) and the manifest.
+"""Cut-out digits -> the three split folders (8/2/2 per digit), the held-out extras, and the manifest.
 
-:func:`split_digits` makes the seeded, stratified split; :func:`write_dataset` writes the
-JPEG files and ``Code/results/dataset_manifest.csv`` and never destroys a different
-dataset silently.
+:func:`check_counts` refuses too few copies of a digit before any sheet is read;
+:func:`split_digits` makes the seeded, stratified split (every copy beyond 8/2/2 becomes the
+student's own held-out test, ``Held-out Set/``); :func:`write_dataset` writes the JPEG files and
+``Code/results/dataset_manifest.csv`` and never destroys a different dataset silently.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import shutil
@@ -17,32 +19,67 @@ import cv2
 import numpy as np
 
 from . import paths
-from .sheet_reading import Digit, SheetError
+from .sheet_reading import IMAGE_SUFFIXES, Digit, SheetError
 
 JPEG_QUALITY = 95
 SPLIT_COUNTS = {"train": 8, "val": 2, "test": 2}
+
+
+MANIFEST_COLUMNS = ["file", "label", "split", "source", "sheet", "row", "col", "sha256"]
+ORIGINS = ("sheets", "folder")
 
 
 class DatasetExistsError(FileExistsError):
     """A different dataset is already on disk and replacing it was not asked for."""
 
 
-def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SPLIT_COUNTS) -> dict[str, list[Digit]]:
-    """Stratified, seeded split: for each digit, ``counts`` copies to each split (8/2/2)."""
+HELDOUT = "heldout"  # the split of every copy beyond the 8/2/2 (or the chosen) counts: the student's own held-out test
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return "/".join(str(n) for n in counts.values())
+
+
+def split_counts(split: tuple[int, int, int] | list[int] = (8, 2, 2)) -> dict[str, int]:
+    """``(train, val, test)`` copies per digit as the dict :func:`split_digits` takes (``SPLIT`` in notebook 01)."""
+    return dict(zip(SPLIT_COUNTS, (int(n) for n in split)))
+
+
+def count_problem(per_digit: dict[int, int], counts: dict[str, int] = SPLIT_COUNTS, unit: str = "images") -> str | None:
+    """Why these copies per digit cannot be split (``None``: they can): every digit 0-9 needs at least
+    ``sum(counts)`` copies. Names each digit that is short, its count and how many more would fix it, in
+    ``unit``: "images" for a digit folder, "sheets" for photos of sheets (a missing copy is one more row)."""
+    need = sum(counts.values())
+    short = {k: per_digit.get(k, 0) for k in range(10) if per_digit.get(k, 0) < need}
+    if not short:
+        return None
+    noun = "images" if unit == "images" else "copies on the sheets"
+    listed = ", ".join(f"digit {k}: {n} ({need - n} more)" for k, n in short.items())
+    if unit == "sheets":
+        more = max(need - n for n in short.values())
+        fix = (f"Write {more} more row{'s' if more > 1 else ''} of these digits on a sheet and add it to SHEETS "
+               "(or add sheets)")
+    else:
+        fix = "Add images of these digits to their folders"
+    return (f"Each digit needs at least {need} {noun}: the {_counts_text(counts)} split (training/validation/test) "
+            f"takes exactly {need} of each digit, and every further one becomes your own held-out test. Too few: "
+            f"{listed}. {fix}, or choose a smaller split with SPLIT in the parameters cell (e.g. SPLIT = (6, 2, 2) "
+            "for 10 of each). Nothing was written.")
+
+
+def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SPLIT_COUNTS,
+                 unit: str = "images") -> dict[str, list[Digit]]:
+    """Stratified, seeded split: for each digit, ``counts`` copies to each split (8/2/2), and every
+    further copy to ``"heldout"`` (the key is there only when some digit has more copies)."""
     per_label: dict[int, list[Digit]] = {}
     for d in digits:
         per_label.setdefault(d.label, []).append(d)
-    need = sum(counts.values())
-    wrong = {k: len(v) for k, v in sorted(per_label.items()) if len(v) != need}
-    missing = [k for k in range(10) if k not in per_label]
-    if wrong or missing:
-        raise SheetError(
-            f"Each digit needs exactly {need} copies for an 8/2/2 split; "
-            + ", ".join([f"digit {k}: {n}" for k, n in wrong.items()] + [f"digit {k}: 0" for k in missing])
-            + ". Add or remove sheets so that every digit 0-9 appears exactly 12 times."
-        )
+    problem = count_problem({k: len(v) for k, v in per_label.items()}, counts, unit)
+    if problem:
+        raise SheetError(problem)
     rng = np.random.default_rng(seed)
     splits = {name: [] for name in counts}
+    extras = []
     for label in sorted(per_label):
         group = sorted(per_label[label], key=lambda d: (d.source, d.sheet, d.row, d.col))
         order = rng.permutation(len(group))
@@ -50,7 +87,65 @@ def split_digits(digits: list[Digit], seed: int = 0, counts: dict[str, int] = SP
         for name, n in counts.items():
             splits[name].extend(group[i] for i in order[start : start + n])
             start += n
+        extras.extend(group[i] for i in order[start:])
+    if extras:
+        splits[HELDOUT] = extras
     return splits
+
+
+def sheet_counts(sheets: list) -> dict[int, int]:
+    """Copies of each digit the layouts of ``SHEETS`` promise, known before any sheet is read."""
+    per_digit: dict[int, int] = {}
+    for _, layout in sheets:
+        for row in range(layout.rows):
+            for col in range(layout.cols):
+                label = layout.label_at(row, col)
+                per_digit[label] = per_digit.get(label, 0) + 1
+    return per_digit
+
+
+def folder_counts(folder: Path) -> dict[int, int]:
+    """Image files per digit in a digit folder (``<folder>/<digit>/*.png`` or names starting with the digit),
+    counted before any is read; files whose label cannot be told are left to the reader to name."""
+    folder = Path(folder)
+    per_digit: dict[int, int] = {}
+    if not folder.is_dir():
+        return per_digit
+    for path in folder.rglob("*"):
+        if path.suffix.lower() not in IMAGE_SUFFIXES or paths.is_os_file(path, folder):
+            continue
+        name = path.parent.name if path.parent != folder else path.stem[:1]
+        if len(name) == 1 and name.isdigit():
+            per_digit[int(name)] = per_digit.get(int(name), 0) + 1
+    return per_digit
+
+
+def check_counts(sheets: list | None = None, digit_folder: Path | None = None,
+                 counts: dict[str, int] = SPLIT_COUNTS) -> None:
+    """Refuse, before any sheet or image is read, a dataset with fewer than ``sum(counts)`` copies of a digit."""
+    if digit_folder is not None:
+        problem = count_problem(folder_counts(digit_folder), counts, "images")
+    else:
+        problem = count_problem(sheet_counts(sheets or []), counts, "sheets")
+    if problem:
+        raise SheetError(problem)
+
+
+@contextlib.contextmanager
+def refusals_noted():
+    """Around a step of notebook 01: any refusal says that the cells below it still show an earlier run."""
+    try:
+        yield
+    except Exception as err:
+        refusal_note(err)
+        raise
+
+
+def refusal_note(err: BaseException) -> BaseException:
+    """Add to a refusal of notebook 01 that the cells below it still show an earlier run (returns ``err``)."""
+    err.add_note("Notebook 01 stopped here: nothing below this cell was updated, so any output further down is "
+                 "from an earlier run, not from these sheets. The dataset on disk was not changed.")
+    return err
 
 
 def _encode(image: np.ndarray) -> bytes:
@@ -65,7 +160,7 @@ def file_name(d: Digit) -> str:
     return f"{d.label}_{stem}_r{d.row + 1:02d}_c{d.col + 1:02d}.jpg"
 
 
-def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path]) -> list[dict]:
+def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path], origin: str = "sheets") -> list[dict]:
     """One entry per file to write; two digits that would get the same file are refused, never overwritten."""
     plan, seen = [], {}
     for split, digits in splits.items():
@@ -83,7 +178,9 @@ def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path]) 
             plan.append({
                 "path": split_dirs[split] / str(d.label) / name,
                 "file": f"{split_dirs[split].name}/{d.label}/{name}",
-                "label": d.label, "split": split, "source": d.source, "row": d.row + 1, "col": d.col + 1,
+                "label": d.label, "split": split, "source": d.source,
+                "sheet": "" if origin == "folder" else (d.sheet or Path(d.source).stem.replace(" ", "_")),
+                "row": d.row + 1, "col": d.col + 1,
                 "sha256": hashlib.sha256(data).hexdigest(), "data": data,
             })
     return plan
@@ -178,6 +275,7 @@ def write_dataset(
     manifest: Path = paths.MANIFEST,
     replace: bool = False,
     backup_dir: Path = paths.BACKUP_DIR,
+    origin: str = "sheets",
 ) -> dict:
     """Write the split folders and the manifest, never destroying a different dataset.
 
@@ -189,10 +287,17 @@ def write_dataset(
 
     Whenever files are written, the results computed from the previous dataset (notebooks 02-04, in the
     manifest's folder) are moved to that backup too (``results/``): nothing derived from an old dataset stays
-    beside a new one. Returns ``{"status", "files", "backup", "results_moved"}``.
+    beside a new one. ``origin``: "sheets" (photos of sheets) or "folder" (a folder of cut digits); the
+    manifest's ``sheet`` column names each digit's sheet, empty for a folder. Returns
+    ``{"status", "files", "backup", "results_moved"}``.
     """
-    split_dirs = split_dirs or paths.SPLIT_DIRS
-    plan = _planned_files(splits, split_dirs)
+    split_dirs = split_dirs or paths.ALL_SPLIT_DIRS
+    missing = sorted(set(splits) - set(split_dirs))
+    if missing:
+        raise ValueError(f"no folder given for the split{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
+    if origin not in ORIGINS:
+        raise ValueError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
+    plan = _planned_files(splits, split_dirs, origin)
     existing = _existing_files(split_dirs)
     wanted = {p["file"]: p["sha256"] for p in plan}
     status = "written"
@@ -220,7 +325,7 @@ def write_dataset(
             p["path"].write_bytes(p["data"])
     Path(manifest).parent.mkdir(parents=True, exist_ok=True)
     with open(manifest, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["file", "label", "split", "source", "row", "col", "sha256"])
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS)
         writer.writeheader()
         for p in sorted(plan, key=lambda p: p["file"]):
             writer.writerow({k: p[k] for k in writer.fieldnames})

@@ -46,6 +46,15 @@ def _bool(value) -> bool:
     return isinstance(value, bool)
 
 
+def _split(value) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 3 and all(_positive_int(v) for v in value)
+
+
+def _writers(value) -> bool:
+    return value == "all" or (isinstance(value, (list, tuple)) and len(value) > 0 and len(set(value)) == len(value)
+                              and all(isinstance(v, str) and v for v in value))
+
+
 def _n_last(value) -> bool:
     return is_whole(value) and 2 <= value <= len(STAGES)
 
@@ -67,9 +76,12 @@ RULES = {
     "N_LAST_VALUES": (f"whole numbers from 2 to {len(STAGES)} (trainable stages: {', '.join(STAGES)})", _n_last, True),
     "GALLERY_IMAGES": ("a positive whole number (images per gallery)", _positive_int, False),
     "FULL": ("True or False", _bool, False),
+    "WRITERS": ('"all" or a non-empty list of distinct writer names (e.g. ["W01", "W02"])', _writers, False),
     "RETRAIN": ("True or False", _bool, False),
     "SAVE_CHECKPOINT": ("True or False", _bool, False),
     "REPLACE_EXISTING": ("True or False", _bool, False),
+    "SPLIT": ("three positive whole numbers (training, validation and test copies of each digit, e.g. (8, 2, 2))",
+              _split, False),
     "ACCEPT_IMPLAUSIBLE": ("True or False", _bool, False),
 }
 TRICKS_RULES = {

@@ -38,6 +38,9 @@ SPLIT_DIRS = {
     "val": PROJECT_ROOT / "Validation Set",
     "test": PROJECT_ROOT / "Test Set",
 }
+# Every copy of a digit beyond the split's counts (a 13th-20th): the student's own held-out test, never trained on.
+HELDOUT_DIR = PROJECT_ROOT / "Held-out Set"
+ALL_SPLIT_DIRS = {**SPLIT_DIRS, "heldout": HELDOUT_DIR}
 MANIFEST = RESULTS_DIR / "dataset_manifest.csv"
 
 WORKBOOK = PROJECT_ROOT / "Assignment 4 Results.xlsx"

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from . import data, paths
-from .dataset_writing import SPLIT_COUNTS
+from .dataset_writing import HELDOUT, SPLIT_COUNTS
 from .tuning import rows_of
 from .writer_study import per_writer
 
@@ -29,6 +29,15 @@ def save_figure(fig, name: str, figures_dir: Path = paths.FIGURES_DIR) -> Path:
     fig.savefig(png, dpi=150, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(figures_dir / f"{name}.pdf", bbox_inches="tight", metadata={"CreationDate": None})
     return png
+
+
+def remove_figures(prefix: str, figures_dir: Path = paths.FIGURES_DIR) -> list[Path]:
+    """Delete every saved figure (PNG and PDF) whose name starts with ``prefix``, so none of an earlier
+    dataset stays beside the new one's (e.g. the sample's annotated sheet when the new digits are a folder)."""
+    gone = sorted(p for p in figures_dir.glob(f"{prefix}*") if p.suffix in (".png", ".pdf"))
+    for path in gone:
+        path.unlink()
+    return gone
 
 
 def plot_confusion(matrix, title: str, ax=None):
@@ -182,17 +191,21 @@ def plot_annotated_sheet(result, figsize=(7, 10)):
 
 
 def montage(splits: dict, gap: int = 4) -> tuple[np.ndarray, dict]:
-    """One row per digit 0-9: its training, validation and test images, split by a gap.
+    """One row per digit 0-9: its training, validation and test images (and held-out extras), split by a gap.
 
-    Returns the uint8 image and where its parts are: ``{"rows": [y centre per digit],
+    A split with more copies of some digits than of others (the held-out extras) is padded with black to its
+    largest count. Returns the uint8 image and where its parts are: ``{"rows": [y centre per digit],
     "splits": {split: x centre}}`` (for tick labels).
     """
+    names = [n for n in (*SPLIT_COUNTS, HELDOUT) if n in splits]
+    widest = {n: 28 * max(sum(d.label == label for d in splits[n]) for label in range(10)) for n in names}
     rows, centres, x = [], {}, 0
     for label in range(10):
         parts, x = [], 0
-        for name in SPLIT_COUNTS:
+        for name in names:
             imgs = [d.image for d in sorted(splits[name], key=lambda d: (d.source, d.row, d.col)) if d.label == label]
             block = np.hstack(imgs) if imgs else np.zeros((28, 0), np.uint8)
+            block = np.pad(block, ((0, 0), (0, widest[name] - block.shape[1])))
             centres[name] = x + block.shape[1] / 2
             x += block.shape[1] + gap * 3
             parts += [block, np.full((28, gap * 3), 90, np.uint8)]
@@ -201,15 +214,17 @@ def montage(splits: dict, gap: int = 4) -> tuple[np.ndarray, dict]:
     return np.vstack(rows[:-1]), {"rows": [14 + (28 + gap) * d for d in range(10)], "splits": centres}
 
 
-def plot_montage(splits: dict, title: str = "All 120 images as saved (28x28, MNIST-style)"):
-    """The whole dataset (:func:`montage`) with the digits and splits labelled."""
+def plot_montage(splits: dict, title: str | None = None):
+    """The whole dataset (:func:`montage`) with the digits and splits labelled (held-out extras last)."""
+    title = title or f"All {sum(len(v) for v in splits.values())} images as saved (28x28, MNIST-style)"
     image, where = montage(splits)
     fig, ax = plt.subplots(figsize=(9, 6))
     ax.imshow(image, cmap="gray")
     ax.set_yticks(where["rows"], [str(d) for d in range(10)])
     ax.set_ylabel("digit")
     ax.set_xticks(list(where["splits"].values()),
-                  [f"{name} ({len(splits[name]) // 10})" for name in where["splits"]])
+                  [f"{name} ({len(splits[name]) // 10})" if name != HELDOUT else f"held-out ({len(splits[name])})"
+                   for name in where["splits"]])
     ax.set_xlabel("split")
     ax.set_title(title)
     return fig
@@ -234,10 +249,10 @@ def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
                     label=model_name, zorder=2)
     ax.set_xticks(x, table.index)
     ax.set_xlabel("writer")
-    ax.set_ylabel(("held-out" if set_name == "heldout" else "own test") + " accuracy (%)")
+    ax.set_ylabel(("held-out" if set_name == "heldout" else "writer's test (20)") + " accuracy (%)")
     ax.set_ylim(top=100.5)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    ax.set_title(f"{'Held-out digits' if set_name == 'heldout' else 'Own test images'} of each writer: mean over split "
+    ax.set_title(f"{'Held-out digits' if set_name == 'heldout' else 'The 20 test images'} of each bundled writer: mean over split "
                  "seeds (bars: the seeds' range)", fontsize=9)
     return ax.figure

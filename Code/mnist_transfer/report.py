@@ -15,6 +15,7 @@ import typst
 
 from . import heldout, paths, stats
 from .data import mnist_count
+from .dataset_writing import HELDOUT, SPLIT_COUNTS
 from .evaluation import format_accuracy
 from .model import STAGES, DigitCNN, count_parameters
 from .results import four_evaluations, load_all, to_json
@@ -91,11 +92,7 @@ def report_data(results: dict | None = None) -> dict:
     epoch_seconds = pre.get("epoch_seconds_measured", {})
     return {
         "evaluations": [{**e, "text": format_accuracy(e)} for e in four_evaluations(results)],
-        "dataset": {
-            "images": int(len(manifest)),
-            "per_split": {s: int((manifest.split == s).sum()) for s in ("train", "val", "test")},
-            "sources": sorted(manifest.source.unique().tolist()),
-        },
+        "dataset": dataset_data(manifest),
         "pretrained": {
             **_record(base["mnist_test"]), "text": format_accuracy(base["mnist_test"]),
             "epochs": pre["epochs"], "seconds": round(pre["train_seconds"]), "seed": pre["seed"],
@@ -125,6 +122,46 @@ def report_data(results: dict | None = None) -> dict:
                             if "after_selection" in results[key]} or None,
         "study": study_data(results.get("study")),
         "sample": sample_data(manifest),
+    }
+
+
+def _sheet_names(manifest: pd.DataFrame) -> pd.Series:
+    """Each image's sheet (empty for a folder of cut digits); a manifest older than the ``sheet`` column names
+    the sheet by its file's stem."""
+    if "sheet" in manifest.columns:
+        return manifest["sheet"].fillna("").astype(str)
+    return manifest.source.map(lambda s: Path(s).stem.replace(" ", "_"))
+
+
+def sheets_data(manifest: pd.DataFrame) -> list[dict]:
+    """The sheets the digits were cut from, each with its file, its rows x columns and whether a row holds one
+    digit (``row_is_digit``) or a sequence of digits; the annotated figure notebook 01 saved for it."""
+    names = _sheet_names(manifest)
+    found = sorted(n for n in names.unique() if n)
+    out = []
+    for name in found:
+        rows = manifest[names == name]
+        one_label_per_row = bool((rows.groupby("row").label.nunique() == 1).all())
+        out.append({"name": name, "file": str(rows.source.iloc[0]), "rows": int(rows.row.max()),
+                    "cols": int(rows.col.max()), "row_is_digit": one_label_per_row and rows.row.max() > 1,
+                    "figure": "dataset_annotated_sheet.png" if len(found) == 1 else f"dataset_annotated_sheet_{name}.png"})
+    return out
+
+
+def dataset_data(manifest: pd.DataFrame) -> dict:
+    """What the student gave and how it was split: the number of images, ``origin`` ("sheets" or "folder"),
+    the sheets (:func:`sheets_data`), images per split, the split per digit (8/2/2 unless chosen otherwise) and
+    the held-out extras (copies beyond the split; 0 when every digit has exactly as many as the split takes)."""
+    sheets = sheets_data(manifest)
+    per_split = {s: int((manifest.split == s).sum()) for s in ("train", "val", "test", HELDOUT)}
+    per_digit = manifest.groupby("label").size()
+    extras = manifest[manifest.split == HELDOUT].groupby("label").size().reindex(range(10), fill_value=0)
+    split = [per_split[s] // 10 for s in SPLIT_COUNTS]
+    return {
+        "images": int(len(manifest)), "origin": "sheets" if sheets else "folder", "sheets": sheets,
+        "per_split": per_split, "split": split, "default_split": split == list(SPLIT_COUNTS.values()),
+        "per_digit_min": int(per_digit.min()), "per_digit_max": int(per_digit.max()),
+        "heldout": per_split[HELDOUT], "heldout_min": int(extras.min()), "heldout_max": int(extras.max()),
     }
 
 
@@ -166,7 +203,8 @@ def study_data(study: dict | None) -> dict | None:
     worst = writers.loc[writers.accuracy.idxmin()]
     selection = selection_cost_summary(study["selection"]) if "selection" in study else pd.DataFrame()
     return {
-        "writers": summary["heldout"]["writers"], "split_seeds": summary["heldout"]["split_seeds"],
+        "writers": summary["heldout"]["writers"], "bundled": int(len(writers)),
+        "split_seeds": summary["heldout"]["split_seeds"],
         "grids": {SHORT[k]: v for k, v in (summary.get("grids") or {}).items()},
         "heldout_min": int(sizes.min()), "heldout_max": int(sizes.max()),
         "heldout": part("heldout"), "own_test": part("own_test"),
@@ -182,15 +220,15 @@ def study_data(study: dict | None) -> dict | None:
 
 
 def heldout_data(results: dict) -> dict | None:
-    """The three final models on the sample writer's held-out digits, with paired comparisons
-    (``None`` when the dataset has no held-out digits)."""
+    """The three final models on the held-out digits (``whose``: "own", the student's extras, or "sample", the
+    sample writer's other digits), with paired comparisons (``None`` when the dataset has no held-out digits)."""
     base, last, many = results["baseline"], results["last"], results["many"]
     if not base.get("heldout"):
         return None
     pred = {"pre": base["heldout_predictions"], "last": last["heldout_predictions"],
             "many": many["heldout_predictions"]}
     return {
-        "writer": base["heldout"]["writer"],
+        "writer": base["heldout"].get("writer"), "whose": base["heldout"].get("whose", "sample"),
         **{key: {**_record(record), "text": format_accuracy(record)}
            for key, record in (("pre", base["heldout"]), ("last", last["heldout"]), ("many", many["heldout"]))},
         "comparisons": {

@@ -150,18 +150,19 @@ def save_after_selection(name: str, table: pd.DataFrame, results_dir: Path = pat
 
 def load_experiment(name: str, results_dir: Path = paths.RESULTS_DIR) -> dict:
     """What :func:`save_experiment` wrote: the JSON's keys plus ``runs``, ``curves``, ``ranking``,
-    ``predictions`` (own test) and, where there is a held-out set, ``heldout_predictions`` and
-    ``after_selection`` (every configuration scored on it after the choice)."""
+    ``predictions`` (own test) and, where the JSON records a held-out evaluation, ``heldout_predictions`` and
+    ``after_selection`` (every configuration scored on it after the choice). A held-out or after-selection
+    file beside a JSON without a held-out evaluation belongs to another run and is never read."""
     out = load_results(name, results_dir)
     for table in ("runs", "curves", "ranking"):
         prefix = {"runs": "grid_runs", "curves": "curves", "ranking": "grid_ranking"}[table]
         out[table] = read_csv(results_dir / f"{prefix}_{name}.csv")
     out["predictions"] = load_predictions(f"{name}_own_test", results_dir)
-    if out.get("heldout"):
+    if out.get("heldout"):  # only files this run's JSON says it wrote: never one left by another dataset
         out["heldout_predictions"] = load_predictions(f"{name}_heldout", results_dir)
-    after = results_dir / f"after_selection_{name}.csv"
-    if after.is_file():
-        out["after_selection"] = read_csv(after)
+        after = results_dir / f"after_selection_{name}.csv"
+        if after.is_file():
+            out["after_selection"] = read_csv(after)
     return out
 
 

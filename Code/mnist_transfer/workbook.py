@@ -21,7 +21,7 @@ from openpyxl.utils import get_column_letter
 from . import paths
 from .evaluation import per_class_table
 from .results import four_evaluations, load_all
-from .writer_study import gains_table, selection_cost_summary
+from .writer_study import gains_table, selection_cost_summary, shown_columns
 
 RESULTS_COLUMNS = {
     "evaluation": "Evaluation", "model": "Model", "data": "Evaluated on", "total": "Images", "correct": "Correct",
@@ -68,7 +68,7 @@ def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
         predictions[f"{name}: confidence"] = frame["confidence"].values
     sheets = {"Results": evaluations.rename(columns=RESULTS_COLUMNS)}
     if base.get("heldout"):
-        sheets["Held-out (same writer)"] = pd.DataFrame([
+        sheets["Held-out (own)" if base["heldout"].get("whose") == "own" else "Held-out (sample writer)"] = pd.DataFrame([
             {"model": r["model"], "data": r["data"], "total": r["total"], "correct": r["correct"],
              "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
             for r in (base["heldout"], last["heldout"], many["heldout"])
@@ -81,12 +81,12 @@ def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
         "Dataset manifest": results["manifest"],
     }
     study = results.get("study") or {}
-    if "summary" in study:
-        sheets["Writer study gains"] = gains_table(study["summary"])
-        sheets["Writer study"] = study["study"]
-        sheets["Writers, pre-trained"] = study["writers"]
+    if "summary" in study:  # notebook 05: the ten bundled writers, never the student's digits (Excel allows no ':')
+        sheets["Writer study - gains"] = gains_table(study["summary"])
+        sheets["Writer study - all runs"] = shown_columns(study["study"])
+        sheets["Writer study - pre-trained"] = study["writers"]
     if "selection" in study:
-        sheets["Selection cost"] = selection_cost_summary(study["selection"])
+        sheets["Writer study - selection cost"] = selection_cost_summary(study["selection"])
     return sheets
 
 

@@ -475,13 +475,25 @@ def summarize(study: pd.DataFrame, set_name: str = "heldout") -> dict:
     return out
 
 
+# How the study's two evaluation sets are named wherever a person reads them: "own test" is the student's, never a
+# bundled writer's 20 test images.
+SET_NAMES = {"heldout": "writer's held-out digits", "own_test": "writer's test (20)"}
+
+
+def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The study's table with ``own_test_*`` and ``heldout_*`` columns named for a reader (``writer's test (20)
+    correct``), as the workbook shows them."""
+    return table.rename(columns=lambda c: next((f"{SET_NAMES[p]} {c[len(p) + 1:]}" for p in SET_NAMES
+                                                  if c.startswith(p + "_")), c))
+
+
 def gains_table(summary: dict) -> pd.DataFrame:
     """The paired gains of :func:`study_summary` as a table: one row per (set, comparison), accuracies as
     fractions, with the writers better / worse / equal and the spread over split seeds of each model."""
     rows = []
     for set_name in ("heldout", "own_test"):
         for name, g in summary[set_name]["gains"].items():
-            rows.append({"evaluated on": set_name, "comparison": name, "mean gain": g["mean"], "95% CI low": g["ci_low"],
+            rows.append({"evaluated on": SET_NAMES[set_name], "comparison": name, "mean gain": g["mean"], "95% CI low": g["ci_low"],
                          "95% CI high": g["ci_high"], "median gain": float(np.median(list(g["per_writer"].values()))),
                          "writers better": g["better"], "writers worse": g["worse"], "writers equal": g["equal"]})
     return pd.DataFrame(rows)
@@ -489,8 +501,8 @@ def gains_table(summary: dict) -> pd.DataFrame:
 
 def seed_spread_table(summary: dict) -> pd.DataFrame:
     """Standard deviation of each model's accuracy over split seeds (averaged over writers), in points."""
-    return pd.DataFrame({s: {m: 100 * v for m, v in summary[s]["seed_std"].items()} for s in ("heldout", "own_test")}
-                        ).rename_axis("std over split seeds (points)")
+    return pd.DataFrame({SET_NAMES[s]: {m: 100 * v for m, v in summary[s]["seed_std"].items()}
+                         for s in ("heldout", "own_test")}).rename_axis("std over split seeds (points)")
 
 
 def study_summary(study: pd.DataFrame) -> dict:
