@@ -34,7 +34,7 @@ PARAMETERS = {
     "03_finetune_last_layer": "LRS = [3e-3, 1e-2]\nBATCH_SIZES = [16]\nEPOCH_VALUES = [10, 20]\nSEEDS = [0, 1]",
     "04_finetune_n_layers": ('N_LAST_VALUES = [2]\nLRS = [1e-3]\nBATCH_SIZES = [16]\nEPOCH_VALUES = [5, 10]\nSEEDS = [0, 1]\n'
                              'TRICKS = {"augment": [False], "body_lr_factor": [1.0, 0.1]}'),
-    "05_writer_study": 'WRITERS = ["W01", "W02", "W03"]\nSPLIT_SEEDS = [0, 1]',
+    "05_writer_study": 'WRITERS = ["W01", "W02"]\nSPLIT_SEEDS = [0, 1]',
     "06_analysis_and_report": "",
 }
 
