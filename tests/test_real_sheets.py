@@ -309,7 +309,7 @@ XS = [200 - 60 + k * 260 for k in range(11)]  # between the columns of sequence_
 YS = [200 + r * 320 for r in range(7)]  # between its rows
 
 
-@pytest.mark.parametrize("seed", [0, 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("kind", ["pencil, broken at the crossings", "pencil, dark and whole", "printed, thick dotted verticals"])
 def test_table_lines_of_every_kind_are_removed_and_no_digit_changes_its_cell(parts, kind, seed):
     image, truth = sequence_sheet(parts)
@@ -323,14 +323,6 @@ def test_table_lines_of_every_kind_are_removed_and_no_digit_changes_its_cell(par
     result = sheet_reading.process_sheet(table, SheetLayout(rows=6), source="table.png")
     assert result.steps["grid_lines_removed"]
     assert len(result.digits) == 60 and misplaced(result, truth) == []
-
-
-def test_a_table_line_left_over_is_refused_and_named_never_read_as_a_digit(parts):
-    """Seed 1 of the broken pencil table leaves one piece of a line the reader does not remove (measured):
-    the sheet is refused naming it, not read with it."""
-    image, truth = sequence_sheet(parts)
-    with pytest.raises(SheetError, match=r"\[1\] a mark outside the rows of digits, below row 6"):
-        sheet_reading.process_sheet(hand_table(image, XS, YS, seed=1), SheetLayout(rows=6), source="table.png")
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
