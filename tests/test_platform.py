@@ -63,7 +63,7 @@ def test_a_kernel_started_anywhere_imports_the_package_and_finds_the_project(tmp
         "import os\nfrom mnist_transfer import data, paths\n"
         "print(os.getcwd()); print(paths.PROJECT_ROOT); print(len(data.load_own_dataset()['test']['y']))"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the installed package, not a path hack
-    client = NotebookClient(nb, timeout=300, kernel_name=runner.KERNEL_NAME,
+    client = NotebookClient(nb, timeout=300, startup_timeout=240, kernel_name=runner.KERNEL_NAME,
                             resources={"metadata": {"path": str(cwd)}}, env=env)
     try:
         client.execute()
