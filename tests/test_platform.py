@@ -92,7 +92,8 @@ def _old_python():
         if found and subprocess.run([found, "-c", "pass"]).returncode == 0:
             return found
     for version in ("3.10", "3.9", "3.8"):
-        for folder in sorted(Path("/root/.pyenv/versions").glob(f"{version}.*")) if Path("/root/.pyenv").is_dir() else []:
+        pyenv = Path.home() / ".pyenv" / "versions"  # pyenv's own folder, where there is one
+        for folder in sorted(pyenv.glob(f"{version}.*")) if pyenv.is_dir() else []:
             if (folder / "bin" / "python").is_file():
                 return str(folder / "bin" / "python")
     return None

@@ -317,7 +317,7 @@ class DrawPad:
         self.clear_button = w.Button(description="Clear", icon="eraser")
         self.clear_button.on_click(lambda _b: self.clear())
         self.label = w.Dropdown(options=list(range(10)), value=0, description="this is a", layout=w.Layout(width="160px"))
-        self.folder = w.Text(value=str(folder), description="keep in", layout=w.Layout(width="420px"))
+        self.folder = w.Text(value=paths.shown(folder), description="keep in", layout=w.Layout(width="420px"))
         self.save_button = w.Button(description="Keep as PNG", icon="save")
         self.save_button.on_click(lambda _b: self._save_clicked())
         self.status = w.HTML("draw a digit, then lift the pen")
@@ -392,8 +392,10 @@ class DrawPad:
 
     def _save_clicked(self) -> None:
         try:
-            path = save_drawing(self.page(), Path(self.folder.value), int(self.label.value))
+            folder = Path(self.folder.value)  # relative: to the project folder, as it is shown
+            path = save_drawing(self.page(), folder if folder.is_absolute() else paths.PROJECT_ROOT / folder,
+                                int(self.label.value))
         except (ValueError, OSError) as err:
             self.status.value = f"not kept: {err}"
             return
-        self.status.value = f"kept as {path}"
+        self.status.value = f"kept as {paths.shown(path)}"
