@@ -160,7 +160,7 @@ def test_pretrained_by_writer_counts(pretrained, tiny):
     training.FinetuneConfig(n_last=3, lr=1e-3, batch_size=32, epochs=2, augment=True),
 ])
 def test_train_run_is_finetune_on_cached_features(pretrained, tiny_own, config):
-    with ws.torch_threads(1):
+    with training.torch_threads(1):
         model, history = training.finetune(pretrained, config, tiny_own["train"], tiny_own["val"], seed=3)
         digits = {k: ws.make_digits(v["x"], v["y"], np.arange(len(v["y"])), pretrained, (1, 2, 3))
                   for k, v in tiny_own.items()}

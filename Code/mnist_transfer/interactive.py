@@ -33,7 +33,6 @@ from .evaluation import predict, predict_frame
 from .mnist_style import to_mnist
 from .model import STAGES, DigitCNN
 from .training import FinetuneConfig, finetune
-from .writer_study import torch_threads
 
 # The controls' bounds: what a panel lets a student choose (the parameters check refuses the rest).
 LR_RANGE = (1e-5, 1.0)
@@ -51,8 +50,7 @@ def try_configuration(pretrained: DigitCNN, config: FinetuneConfig, train: dict,
     this function cannot see a test set.
     """
     start = time.perf_counter()
-    with torch_threads(1):  # batches of 4-64 images: a second thread only waits (6x slower on a busy machine)
-        _, history = finetune(pretrained, config, train, val, seed, on_epoch=on_epoch)
+    _, history = finetune(pretrained, config, train, val, seed, on_epoch=on_epoch)  # one torch thread on the CPU
     return {"config": config, "seed": seed, "history": history, "seconds": time.perf_counter() - start}
 
 

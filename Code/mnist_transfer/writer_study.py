@@ -37,7 +37,6 @@ Nothing here writes English: the tables and dicts hold numbers and labels for th
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import functools
 import itertools
@@ -57,7 +56,7 @@ from tqdm import tqdm
 from . import data as data_mod
 from . import handwriting, paths, stats, training, tuning
 from .model import STAGES, DigitCNN, freeze_all_but_last, load_pretrained
-from .training import FinetuneConfig
+from .training import FinetuneConfig, torch_threads
 
 MODELS = ("pre-trained", "last layer", "last n layers")
 STRATEGIES = MODELS[1:]
@@ -358,18 +357,6 @@ def run_protocol(pretrained: DigitCNN, digits: Digits, writer: str, split_seed: 
                     "configurations": len(ranking) if ranking is not None else 0, "seconds": round(seconds, 3)})
         rows.append(row)
     return rows, pd.concat(predictions, ignore_index=True), split_frame(writer, split_seed, digits, split)
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """Run the block with ``n`` torch threads (None: unchanged), then restore the previous number."""
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _n_values(grids: dict[str, Grid]) -> tuple[int, ...]:
