@@ -5,8 +5,9 @@
                              helper package (editable), register the Jupyter kernel "mnist-transfer"
     python run.py pipeline   set up, then execute every notebook in numbered order, in place
                              (checkpoint, dataset, results, workbook, report)
-    python run.py test       set up, then the unit and consistency tests, then nbval re-executing every
-                             notebook in a scratch copy of the project (your files are never changed)
+    python run.py test       set up, then the unit and consistency tests and, at the same time in a second
+                             process, nbval re-executing every notebook in a scratch copy of the project
+                             (your files are never changed)
     python run.py lab        set up, then open JupyterLab on the notebooks
     python run.py kernel     register the kernel for your own Jupyter or VS Code too (your user's kernels)
 
@@ -25,6 +26,7 @@ import argparse
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -254,6 +256,8 @@ def unit_tests(py, extra=()):
 def notebook_tests(py, retrain=False, device=None):
     """nbval re-executes every notebook in a scratch copy whose package shadows the installed one."""
     parent = tempfile.mkdtemp(prefix="mnist-transfer-nbval-")
+    if os.name != "nt":  # stopped by the runner that started it: still remove the scratch copy
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         _notebook_tests_in(Path(parent), py, retrain, device)
     finally:
@@ -274,6 +278,49 @@ def _notebook_tests_in(parent, py, retrain, device):
     say("re-executing the notebooks with nbval in a scratch copy (%s)" % copy)
     run([py, "-m", "pytest", "-p", "no:cacheprovider", "--nbval-lax"]
         + [p.relative_to(copy).as_posix() for p in notebooks(copy / "Code")], env=env, cwd=copy)
+
+
+def both_tests(py, args):
+    """The unit tests here and, at the same time, nbval in another process (its output follows the unit tests').
+
+    Both are mostly single-threaded (fine-tuning runs on one torch thread), so on 2 cores the two together
+    take little longer than the longer one alone.
+    """
+    flags = (["--retrain"] if args.retrain else []) + (["--device", args.device] if args.device else [])
+    handle, log_path = tempfile.mkstemp(prefix="mnist-transfer-nbval-", suffix=".log")
+    say("nbval re-executes the notebooks in another process meanwhile; its output follows the unit tests'")
+    with os.fdopen(handle, "w", encoding="utf-8") as log:
+        own_group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {
+            "start_new_session": True}
+        notebooks_run = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "test", "--notebooks"]
+                                         + flags, stdout=log, stderr=subprocess.STDOUT, cwd=str(ROOT), **own_group)
+    try:
+        try:
+            unit_tests(py, args.pytest_args)
+        except BaseException:
+            say("stopping nbval (the unit tests did not pass)")
+            stop_with_children(notebooks_run)
+            raise
+        code = notebooks_run.wait()
+        with open(log_path, encoding="utf-8", errors="replace") as log:
+            sys.stdout.write(log.read())
+        sys.stdout.flush()
+        if code != 0:
+            raise RunnerError("nbval on the notebooks failed (its output is above).")
+    finally:
+        notebooks_run.wait()
+        os.remove(log_path)
+
+
+def stop_with_children(process):
+    """Stop ``process`` and what it started (pytest, the kernels); its scratch copy is removed on the way out."""
+    if process.poll() is not None:
+        return
+    if os.name == "nt":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    else:
+        os.killpg(process.pid, signal.SIGTERM)
 
 
 def lab(py):
@@ -312,10 +359,12 @@ def main(argv=None):
         if args.command == "pipeline":
             pipeline(py, retrain=args.retrain is not False, device=args.device)
         elif args.command == "test":
-            if not args.notebooks:
-                unit_tests(py, args.pytest_args)
-            if not args.unit:
+            if args.notebooks:
                 notebook_tests(py, retrain=bool(args.retrain), device=args.device)
+            elif args.unit:
+                unit_tests(py, args.pytest_args)
+            else:
+                both_tests(py, args)
             say("all tests passed")
         elif args.command == "lab":
             lab(py)

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -198,3 +199,37 @@ def test_the_encoding_check_finds_an_open_without_encoding(tmp_path):
                    "open('c', 'rb')\ngzip.open('d', 'rt')\nPath('e').write_text('x', encoding='utf-8')\n",
                    encoding="utf-8")
     assert [line for line, _ in _text_mode_calls_without_encoding(bad)] == [3, 4, 6]
+
+
+def test_arguments_after_a_double_dash_go_to_pytest():
+    args = runner.parse(["test", "--unit", "--", "--durations=5", "-k", "sheet"])
+    assert args.command == "test" and args.unit and args.pytest_args == ["--durations=5", "-k", "sheet"]
+    assert runner.parse(["test"]).pytest_args == []
+
+
+def test_stopping_the_notebook_run_stops_what_it_started(tmp_path):
+    """`run.py test` runs nbval beside the unit tests; when those fail, nbval and its kernels are stopped too."""
+    pid_file = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+              f"open({str(pid_file)!r}, 'w', encoding='utf-8').write(str(child.pid))\n"
+              "time.sleep(120)\n")
+    group = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
+    parent = subprocess.Popen([sys.executable, "-c", script], **group)
+    for _ in range(200):
+        if pid_file.exists() and pid_file.read_text(encoding="utf-8"):
+            break
+        time.sleep(0.05)
+    grandchild = int(pid_file.read_text(encoding="utf-8"))
+    runner.stop_with_children(parent)
+    assert parent.wait(10) != 0
+    if os.name == "nt":  # taskkill /T ended the tree, or said so
+        return
+    for _ in range(100):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the notebook run's own child is still running")
