@@ -79,16 +79,16 @@ def test_no_corpus_sheet_needs_a_correction(outcomes):
     assert corrected == []
 
 
-def test_one_sheet_is_read_within_seconds(outcomes):
-    """Seconds a sheet: 1.3 s at most here; the limit of 5 s catches a slowdown of several times, not a slower
-    machine. The slowest is read once more and its best of two counts (a busy machine's noise)."""
+def test_one_sheet_is_read_within_seconds(outcomes, cpu_clock):
+    """Seconds a sheet: the slowest (by wall time) is read again on one thread and its CPU time must stay
+    under 5 s (about 1.3 s here; wall time reached 6 s while other processes shared the cores)."""
     timed = {name: s for name, (_, _, _, s) in outcomes.items() if s is not None}
     slowest = max(timed, key=timed.get)
     spec = next(s for s in SPECS if s.name == slowest)
     image, _ = handwriting.render_sheet(spec)
-    again = sheet_reading.process_sheet(image, spec.layout, source=spec.name).seconds
-    best = min(timed[slowest], again)
-    assert best <= 5.0, f"slowest sheet {slowest}: {timed[slowest]:.2f} s, then {again:.2f} s"
+    with cpu_clock() as clock:
+        sheet_reading.process_sheet(image, spec.layout, source=spec.name)
+    assert clock.seconds <= 5.0, f"slowest sheet {slowest}: {timed[slowest]:.2f} s wall, {clock.seconds:.2f} s CPU"
 
 
 def test_two_six_row_sheets_together_make_the_dataset(outcomes):
