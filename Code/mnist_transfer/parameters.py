@@ -76,6 +76,7 @@ RULES = {
     "N_LAST_VALUES": (f"whole numbers from 2 to {len(STAGES)} (trainable stages: {', '.join(STAGES)})", _n_last, True),
     "GALLERY_IMAGES": ("a positive whole number (images per gallery)", _positive_int, False),
     "FULL": ("True or False", _bool, False),
+    "SWEEP": ('"subset" or "full"', lambda v: v in ("subset", "full"), False),
     "WRITERS": ('"all" or a non-empty list of distinct writer names (e.g. ["W01", "W02"])', _writers, False),
     "RETRAIN": ("True or False", _bool, False),
     "SAVE_CHECKPOINT": ("True or False", _bool, False),

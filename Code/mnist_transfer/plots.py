@@ -256,3 +256,71 @@ def plot_writers(study: pd.DataFrame, set_name: str = "heldout", ax=None):
     ax.set_title(f"{'Held-out digits' if set_name == 'heldout' else 'The 20 test images'} of each bundled writer: mean over split "
                  "seeds (bars: the seeds' range)", fontsize=9)
     return ax.figure
+
+
+def _depth_label(n_last: int) -> str:
+    return "last layer (n = 1)" if n_last == 1 else ("whole network (n = 5)" if n_last == 5 else f"last {n_last} stages")
+
+
+def plot_lr_sweep(table: pd.DataFrame, ranges: pd.DataFrame | None = None, ax=None):
+    """Held-out accuracy against the learning rate, a line per depth (mean over writers), the band the training
+    seeds span; a bar under each line marks its rates within 1 point of its best (``ranges``). Returns the figure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.8))
+    depths = sorted(table.n_last.unique())
+    for i, n_last in enumerate(depths):
+        t = table[table.n_last == n_last].sort_values("lr")
+        line, = ax.plot(t.lr, 100 * t.heldout_acc, marker="o", ms=4, label=_depth_label(n_last))
+        ax.fill_between(t.lr, 100 * t.seed_low, 100 * t.seed_high, color=line.get_color(), alpha=0.15, lw=0)
+        if ranges is not None:
+            r = ranges[ranges.n_last == n_last].iloc[0]
+            ax.plot([r.lr_low, r.lr_high], [3 + 3 * i] * 2, color=line.get_color(), lw=4, solid_capstyle="butt")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (Adam, constant)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_ylim(0, 101)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left")
+    writers = int(table.writers.max())
+    ax.set_title(f"Learning-rate sweep: mean over {writers} writers (band: the training seeds; bars at the "
+                 "bottom: within 1 point of each depth's best)", fontsize=8.5)
+    return ax.figure
+
+
+def plot_depth(depth: pd.DataFrame, ax=None):
+    """Held-out and MNIST accuracy against the depth fine-tuned, at each depth's rate chosen on validation,
+    with 95% intervals across writers. Returns the figure."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.4))
+    n = depth.n_last.to_numpy()
+    for column, low, high, label, marker in (("heldout_acc", "ci_low", "ci_high", "held-out digits", "o"),
+                                             ("mnist_acc", "mnist_ci_low", "mnist_ci_high", "MNIST test (2,000 of them)", "s")):
+        mean = 100 * depth[column].to_numpy()
+        yerr = np.clip([mean - 100 * depth[low].to_numpy(), 100 * depth[high].to_numpy() - mean], 0, None)
+        ax.errorbar(n, mean, yerr=np.nan_to_num(yerr), fmt=marker + "-", ms=5, capsize=3, label=label)
+    ax.set_xticks(n, [f"{k}\n{depth.lr_chosen_on_val.iloc[i]:g}" for i, k in enumerate(n)])
+    ax.set_xlabel("stages fine-tuned (n) / learning rate chosen on validation")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"Depth: mean over {int(depth.writers.max())} writers (bars: 95% interval across writers)",
+                 fontsize=9)
+    return ax.figure
+
+
+def plot_sweep_curves(curves: pd.DataFrame, writer: str, axes=None):
+    """Held-out accuracy after every epoch for one writer: a panel per learning rate, a line per depth."""
+    lrs = sorted(curves.lr.unique())
+    if axes is None:
+        _, axes = plt.subplots(1, len(lrs), figsize=(3.2 * len(lrs), 3.0), sharey=True, squeeze=False)
+        axes = axes[0]
+    for ax, lr in zip(axes, lrs):
+        for n_last, t in curves[curves.lr == lr].groupby("n_last"):
+            ax.plot(t.epoch, 100 * t.heldout_acc, marker=".", ms=3, label=_depth_label(n_last))
+        ax.set_title(f"{writer}, learning rate {lr:g}", fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out accuracy (%)")
+    axes[0].legend(fontsize=7)
+    axes[0].figure.tight_layout()
+    return axes[0].figure
