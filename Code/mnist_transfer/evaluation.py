@@ -64,6 +64,14 @@ def evaluation_record(model_name: str, data_name: str, frame: pd.DataFrame, **ex
     }
 
 
+def mnist_record(model: nn.Module, model_name: str) -> dict:
+    """:func:`evaluation_record` of ``model`` on the 10,000 MNIST test images: what a fine-tuned model
+    still reads of the task it was pre-trained on."""
+    x, y = data.load_mnist("test")
+    frame = predictions_frame([f"t10k[{i}]" for i in range(len(y))], y.numpy(), predict(model, x).numpy())
+    return evaluation_record(model_name, "MNIST test set", frame)
+
+
 def format_accuracy(record: dict) -> str:
     """``"18/20 = 90.0% (95% CI 69.9-97.2%)"``: the one way accuracies are written everywhere.
 

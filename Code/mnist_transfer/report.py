@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import typst
 
-from . import heldout, paths, stats
+from . import heldout, paths, stats, sweeps
 from .data import mnist_count
 from .dataset_writing import HELDOUT, SPLIT_COUNTS
 from .evaluation import format_accuracy
@@ -121,6 +121,8 @@ def report_data(results: dict | None = None) -> dict:
         "after_selection": {key: selection_cost(results[key]["after_selection"]) for key in ("last", "many")
                             if "after_selection" in results[key]} or None,
         "study": study_data(results.get("study")),
+        "sweep": sweep_data(results.get("sweep")),
+        "forgetting": forgetting_data(results),
         "sample": sample_data(manifest),
     }
 
@@ -217,6 +219,30 @@ def study_data(study: dict | None) -> dict | None:
                                                               "tied_heldout_min", "tied_heldout_max")}
                       for r in selection.to_dict("records")},
     }
+
+
+def sweep_data(sweep: dict | None) -> dict | None:
+    """The learning-rate and depth sweeps of notebook 05 in numbers (None before they ran): per depth its stable
+    range of rates and its worst rate, the held-out and MNIST accuracy at its rate chosen on validation."""
+    if not sweep:
+        return None
+    summary, runs = sweep["summary"], sweep["runs"]
+    table = sweeps.lr_table(runs)
+    top = table[table.lr == table.lr.max()].set_index("n_last")
+    return {"writers": len(summary["sweep"]["writers"]), "seeds": len(summary["sweep"]["seeds"]),
+            "lrs": summary["sweep"]["lrs"], "runs": summary["runs"], "seconds": summary["seconds"],
+            "mnist_images": sweeps.MNIST_IMAGES, "within": summary["within"],
+            "ranges": {str(r["n_last"]): r for r in summary["stable_ranges"]},
+            "depth": {str(r["n_last"]): r for r in summary["depth"]},
+            "at_top": {str(n): float(top.loc[n, "heldout_acc"]) for n in top.index}}
+
+
+def forgetting_data(results: dict) -> dict:
+    """The MNIST test accuracy of the pre-trained model and of this dataset's two final models (None where a
+    results file predates the measurement)."""
+    records = {"pre": results["baseline"]["mnist_test"], "last": results["last"].get("mnist_test"),
+               "many": results["many"].get("mnist_test")}
+    return {key: None if r is None else {**_record(r), "text": format_accuracy(r)} for key, r in records.items()}
 
 
 def heldout_data(results: dict) -> dict | None:

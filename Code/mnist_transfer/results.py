@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import paths
 from .data import dataset_fingerprint
+from .sweeps import load_sweep
 from .writer_study import load_study
 
 # The two fine-tuning experiments, by the name their files carry.
@@ -170,7 +171,8 @@ def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.P
              manifest: Path = paths.MANIFEST) -> dict:
     """Every results file at once: ``pretrained`` (checkpoint JSON), ``baseline`` (its own-test
     predictions under ``predictions``), ``last`` and ``many`` (:func:`load_experiment`), ``manifest``, and
-    ``study``, the writer study of notebook 05 (:func:`.writer_study.load_study`; empty before it ran)."""
+    ``study``, the writer study of notebook 05 (:func:`.writer_study.load_study`; empty before it ran), and
+    ``sweep``, its learning-rate and depth sweeps (:func:`.sweeps.load_sweep`; None before it ran)."""
     baseline = load_results("baseline", results_dir)
     check_fresh(baseline, results_dir / "baseline.json", manifest)
     baseline["predictions"] = load_predictions("pretrained_own_test", results_dir)
@@ -186,6 +188,7 @@ def load_all(results_dir: Path = paths.RESULTS_DIR, metrics_file: Path = paths.P
         "many": experiments[EXPERIMENTS[1]],
         "manifest": read_csv(manifest),
         "study": load_study(results_dir),
+        "sweep": load_sweep(results_dir),
     }
 
 

@@ -18,7 +18,7 @@ from openpyxl.packaging.custom import StringProperty
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 
-from . import paths
+from . import paths, sweeps
 from .evaluation import per_class_table
 from .results import four_evaluations, load_all
 from .writer_study import gains_table, selection_cost_summary, shown_columns
@@ -87,6 +87,17 @@ def workbook_sheets(results: dict) -> dict[str, pd.DataFrame]:
         sheets["Writer study - pre-trained"] = study["writers"]
     if "selection" in study:
         sheets["Writer study - selection cost"] = selection_cost_summary(study["selection"])
+    sweep = results.get("sweep")
+    if sweep is not None:  # notebook 05's sweeps of the bundled writers (issue 18)
+        table = sweeps.lr_table(sweep["runs"])
+        sheets["Sweep - learning rate"] = table
+        sheets["Sweep - stable ranges"] = sweeps.stable_ranges(table)
+        sheets["Sweep - depth"] = sweeps.depth_table(sweep["runs"])
+    forgetting = [r for r in (base["mnist_test"], last.get("mnist_test"), many.get("mnist_test")) if r is not None]
+    sheets["Forgetting (MNIST test)"] = pd.DataFrame([
+        {"model": r["model"], "data": r["data"], "total": r["total"], "correct": r["correct"],
+         "accuracy": r["accuracy"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]} for r in forgetting
+    ]).rename(columns=RESULTS_COLUMNS)
     return sheets
 
 
