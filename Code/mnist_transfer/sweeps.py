@@ -68,7 +68,7 @@ class Sweep:
 
 
 FULL = Sweep(writers=tuple(f"W{i:02d}" for i in range(1, 11)))
-SUBSET = Sweep(writers=("W01", "W06"), depths=(1, 2, 5), lrs=(1e-3, 1e-2, 1e-1), seeds=(0,))
+SUBSET = Sweep(writers=("W01", "W06"), depths=(1, 2, 5), lrs=(1e-2, 1e-1), seeds=(0,))
 
 
 def mnist_digits(pretrained: DigitCNN, depths=DEPTHS, images: int = MNIST_IMAGES) -> Digits:
