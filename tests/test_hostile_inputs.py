@@ -556,3 +556,14 @@ def test_a_photo_on_a_white_table_says_to_use_a_darker_surface(sheet):
     with pytest.raises(SheetError) as info:  # a sheet refused for another reason gets no such advice
         sheet_reading.process_sheet(image, SheetLayout(rows=11), source="rows.jpg")
     assert "darker surface" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, row, col", [("W02_10x12_dig0123456789_s1001", 2, 11), ("W05_9x9_seq123456789_s1004", 5, 8),
+                                            ("W05_9x9_seq123456789_s1004", 5, 0)])
+def test_a_digit_missing_at_a_rows_end_is_never_made_up_by_cutting_a_wide_digit(name, row, col):
+    """A row a digit short whose last (or first) digit is written wide: refused, never cut into two labels."""
+    spec = next(s for s in handwriting.corpus() if s.name == name)
+    image, truth = handwriting.render_sheet(spec)
+    box = next(t["box"] for t in truth if t["row"] == row and t["col"] == col)
+    with pytest.raises(SheetError, match=rf"row {row + 1}\b"):
+        sheet_reading.process_sheet(_erase(image, box), spec.layout, source="short.jpg")

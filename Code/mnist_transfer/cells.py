@@ -169,10 +169,11 @@ def _too_many(r: int, digits: list[Piece], wanted: int, columns: Columns | None 
     return out
 
 
-def _missing(r: int, digits: list[Piece], wanted: int, columns: Columns) -> tuple[Box, str] | None:
+def _missing(r: int, digits: list[Piece], wanted: int, columns: Columns, max_parts: int = 3) -> tuple[Box, str] | None:
     """A row with too few digits read against the other rows' columns (:func:`align`): the empty columns, if
-    the row's pieces fit the other columns one digit each; else None."""
-    reading = align(digits, columns)
+    the row's pieces fit the other columns one digit each; else None. ``max_parts=1`` where the columns
+    hold different digits in every row (a digit a row): their widths say nothing of touching digits."""
+    reading = align(digits, columns, max_parts)
     if reading is None or reading[2] or reading[0] > FIT * len(digits):  # the row does not fit the columns well
         return None
     joined = [(i, c, k) for i, c, k in reading[1] if k > 1]
@@ -200,11 +201,11 @@ def _missing(r: int, digits: list[Piece], wanted: int, columns: Columns) -> tupl
 
 
 def _too_few(r: int, digits: list[Piece], wanted: int, row: list[Piece],
-             columns: Columns | None = None) -> tuple[Box, str]:
+             columns: Columns | None = None, max_parts: int = 3) -> tuple[Box, str]:
     """A row with too few digits: the empty column where the others fit the other rows' columns, else the
     widest one if it looks like digits touching, else the widest gap."""
     if columns is not None and digits:
-        missing = _missing(r, digits, wanted, columns)
+        missing = _missing(r, digits, wanted, columns, max_parts)
         if missing is not None:
             return missing
     widths = np.array([d.box[2] for d in digits], float)
@@ -230,7 +231,9 @@ def _touching_by_columns(digits: list[Piece], columns: Columns) -> list[int] | N
     Only when the cheapest reading (:func:`align`) reads every piece and fills every column, cutting
     some pieces; when it is cheaper by a clear margin (0.25) than every reading without a cut (one
     with an empty column: a digit missing); and when every piece to be cut is wider than the widest
-    of its columns by 30% (a digit written wide is not two); and when the reading fits well (:data:`FIT`). Else None: the row is refused, never cut on
+    of its columns by 30% (a digit written wide is not two); when the reading fits well (:data:`FIT`); and
+    when the row is shorter than the other rows by the gaps the touching digits closed (within 0.4 of a
+    column's pitch; a digit missing at the row's end shortens it by a whole pitch). Else None: the row is refused, never cut on
     a guess.
     """
     best = align(digits, columns)
@@ -243,6 +246,12 @@ def _touching_by_columns(digits: list[Piece], columns: Columns) -> list[int] | N
     for i, c, k in best[1]:
         if k > 1 and digits[i].box[2] < 1.3 * float(widths[c : c + k].max()):
             return None
+    # the row is shorter than the others by the gaps the touching digits closed, not by a digit more
+    span = digits[-1].box[0] + digits[-1].box[2] - digits[0].box[0]
+    shortfall = float(columns.right[-1] - columns.left[0]) - span
+    closed = sum(float(columns.left[c + q + 1] - columns.right[c + q]) for _, c, k in best[1] for q in range(k - 1))
+    if abs(shortfall - closed) > 0.4 * columns.pitch:
+        return None
     return [k for _, _, k in sorted(best[1])]
 
 
@@ -328,7 +337,7 @@ def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3
             if not _empty_cell_likely(split, complete, ends=not layout.row_lengths):  # rows of unequal length need not start or end together
                 digits = split
                 cuts.extend(where)
-        elif labels is not None and columns is not None and len(digits) < wanted:
+        elif labels is not None and columns is not None and len(digits) < wanted and layout.order == "row_is_sequence":
             parts = _touching_by_columns(digits, columns)
             if parts is not None:
                 split, where = _split_row(digits, parts, labels, columns)
@@ -342,7 +351,7 @@ def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3
         elif len(digits) > wanted:
             problems.extend(_too_many(r, digits, wanted, columns, shapes, labels))
         else:
-            problems.append(_too_few(r, digits, wanted, row, columns))
+            problems.append(_too_few(r, digits, wanted, row, columns, 3 if layout.order == "row_is_sequence" else 1))
     return CellReading(cells, problems, all_digits, cuts)
 
 
