@@ -129,6 +129,20 @@ def _extra_by_shape(digits: list[Piece], shapes: np.ndarray, labels: np.ndarray)
     return None
 
 
+def _small_pair(digits: list[Piece], i: int, heights: np.ndarray) -> tuple[int, int] | None:
+    """The piece ``i`` and a neighbour, if both are small (under 0.8 of the row's digit height) and closer
+    to each other than the row's digits usually are: two digits written small in one cell."""
+    h0 = float(np.median(heights))
+    gaps = [b.box[0] - a.box[0] - a.box[2] for a, b in zip(digits, digits[1:])]
+    usual = float(np.median(gaps)) if gaps else 0.0
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(digits) and max(heights[i], heights[j]) < 0.8 * h0:
+            a, b = sorted((i, j))
+            if gaps[a] < usual:
+                return a, b
+    return None
+
+
 def _too_many(r: int, digits: list[Piece], wanted: int, columns: Columns | None = None,
               shapes: np.ndarray | None = None, labels: np.ndarray | None = None) -> list[tuple[Box, str]]:
     """The pieces of a row with too many, one problem each: the one without which the others are most like
@@ -149,6 +163,14 @@ def _too_many(r: int, digits: list[Piece], wanted: int, columns: Columns | None 
             worst, by_columns = [int(order[0])], True
     heights = np.array([d.box[3] for d in digits], float)
     out = []
+    pair = _small_pair(digits, worst[0], heights) if by_columns and extra == 1 else None
+    if pair is not None:  # two small digits side by side where one belongs: one cell written twice
+        a, b = digits[pair[0]], digits[pair[1]]
+        box = (a.box[0], min(a.box[1], b.box[1]), b.box[0] + b.box[2] - a.box[0],
+               max(a.box[1] + a.box[3], b.box[1] + b.box[3]) - min(a.box[1], b.box[1]))
+        return [(box, f"row {r + 1}, column {pair[0] + 1}: two small digits in one cell (x={a.box[0]} and "
+                      f"x={b.box[0]}; {len(digits)} pieces where the layout has {wanted}) - write one digit a cell: "
+                      "erase one of them, or rewrite the cell")]
     for i in sorted(worst):
         d = digits[i]
         if by_columns and d.box[3] >= 0.6 * float(np.median(heights)):  # digit-sized (a 1 is thin, not small)
