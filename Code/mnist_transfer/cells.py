@@ -3,9 +3,15 @@
 A row with fewer pieces than its count, in which pieces about k times as wide as its digits
 hold exactly the missing ones, has them cut at the weakest ink (:func:`.rows.split_piece`),
 unless the row, once cut, would still look a digit short (:func:`_empty_cell_likely`): a wide
-digit beside an empty cell is refused, never cut into two labels. A row with a piece too many
-names the piece least like its digits. A refusal counts every problem, numbers them, and the
-annotated page lists them in a panel beside it.
+digit beside an empty cell is refused, never cut into two labels. In rows of 0..9 the other rows,
+read whole, say where the columns are and how wide each digit is written (:func:`columns_of`,
+:func:`align`): a narrow 1 touching a wide 2 is cut in those proportions, only when the row is
+short by the gaps the touching closed (:func:`_touching_by_columns`), and a refused row names the
+empty column ("a digit is missing at column 6", :func:`_missing`). A row with a piece too many
+names the piece without which the others are the writer's own digits of their columns
+(:func:`_extra_by_shape`: "an extra digit at column 11"), or fit the columns, or else the piece
+least like its digits. A refusal counts every problem, numbers them, and the annotated page
+lists them in a panel beside it.
 """
 
 from __future__ import annotations
@@ -181,7 +187,8 @@ def _too_many(r: int, digits: list[Piece], wanted: int, columns: Columns | None 
                 what = (f"an extra digit at column {i + 1}: without it the row's digits fit the columns of the "
                         "other rows")
         elif by_columns:
-            what = f"a mark the row's digits fit the other rows' columns without ({scores[i][1]})"
+            what = (f"a mark, not one of the row's digits ({scores[i][1]}): without it the row's digits are those "
+                    "of the other rows")
         else:
             what = f"the least like the row's digits ({scores[i][1]})"
         out.append((d.box, f"row {r + 1}, column {i + 1}: {extra} mark(s) too many in this row ({len(digits)} where "

@@ -2,7 +2,9 @@
 
 A photo of a sheet on a darker surface: the four-cornered sheet is found and flattened. A scan,
 or a photo the paper fills: the frame is the page, less any desk, shadow and paper's edge showing
-along a border (:func:`_beyond_the_paper`; a shadow with writing in it is paper and stays).
+along a border (:func:`_beyond_the_paper`; a shadow with writing in it is paper and stays). A photo
+whose paper runs off the frame (no four corners): the paper alone, the desk painted out
+(:func:`_paper_off_the_frame`). A transparent PNG is flattened onto white (:func:`flatten_alpha`).
 """
 
 from __future__ import annotations
