@@ -448,3 +448,120 @@ def test_an_ink_blot_beside_a_digit_is_named_as_the_extra_mark(sheet):
     named = int(re.search(r"the one at column 9 \(x=(\d+)\)", str(info.value)).group(1))
     scale = sheet_reading.PAGE_WIDTH / image.shape[1]  # a scan: the page is the image resized
     assert abs(named - (cx - 15) * scale) <= 8
+
+
+# --------------------------------------------------------------------------- issue 17: each refusal names the place
+
+
+def _erase(image, box, pad=4):
+    """The digit in ``box`` painted over with the paper around it (as if never written)."""
+    x, y, w, h = box
+    out = image.copy()
+    paper = np.median(image[max(0, y - 20) : y - 5, x : x + w].reshape(-1, 3), axis=0)
+    out[y - pad : y + h + pad, x - pad : x + w + pad] = paper.astype(np.uint8)
+    return out
+
+
+@pytest.mark.parametrize("col", [0, 5, 9])
+def test_a_missing_digit_is_named_at_its_column_not_as_touching_digits(sheet, col):
+    image, truth, _ = sheet
+    box = next(t["box"] for t in truth if t["row"] == 3 and t["col"] == col)
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(_erase(image, box), LAYOUT, source="missing.jpg")
+    message = str(info.value)
+    assert f"row 4, column {col + 1}: a digit is missing at column {col + 1} " in message, message
+    assert "touching" not in message
+
+
+def test_an_extra_digit_is_named_at_its_column(sheet):
+    """An 11th digit written at the end of row 4 (a copy of the row's 1): 'an extra digit at column 11'."""
+    image, truth, _ = sheet
+    row = [t["box"] for t in truth if t["row"] == 3]
+    x, y, w, h = row[1]
+    last = row[-1]
+    at = last[0] + last[2] + (row[1][0] - row[0][0] - row[0][2]) // 2
+    assert at + w < image.shape[1] - 10
+    out = image.copy()
+    out[y : y + h, at : at + w] = np.minimum(out[y : y + h, at : at + w], image[y : y + h, x : x + w])
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(out, LAYOUT, source="extra.jpg")
+    assert "row 4, column 11: 1 mark(s) too many" in str(info.value)
+    assert "an extra digit at column 11" in str(info.value)
+
+
+def test_a_scan_that_cuts_through_the_last_row_is_refused_naming_it(sheet):
+    """The bottom quarter of every digit of row 12 missing: never ten truncated digits written."""
+    image, truth, _ = sheet
+    last = [t["box"] for t in truth if t["row"] == 11]
+    cut = image[: int(np.median([y + 0.75 * h for _, y, _, h in last]))]
+    with pytest.raises(SheetError, match="row 12 is cut off at the photo's edge"):
+        sheet_reading.process_sheet(cut, LAYOUT, source="cut.jpg")
+
+
+def test_a_sideways_photo_whose_layout_describes_it_is_said_to_be_sideways(sheet):
+    """12 rows of 0..9 photographed sideways look like 10 rows of one digit (9s down to 0s): say 'sideways'."""
+    image, _, _ = sheet
+    side = cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    as_seen = SheetLayout(rows=10, cols=12, order="row_is_digit", digits=tuple(range(9, -1, -1)))
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(side, as_seen, source="side.jpg")
+    message = str(info.value)
+    assert "sideways" in message and "turned by 90 degrees" in message and info.value.cause == "turned"
+    assert message.index("sideways") < message.index("[2]")  # said first, before the phantom rows
+
+
+def test_a_transparent_png_with_ink_only_in_alpha_reads_like_paper(sheet, tmp_path):
+    """Tablet apps save black everywhere and the ink in the alpha channel: flattened onto white, it reads."""
+    image, _, reference = sheet
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    rgba = np.zeros((*gray.shape, 4), np.uint8)
+    rgba[..., 3] = np.clip((235 - gray.astype(int)) * 255 // 200, 0, 255)  # ink opaque, paper transparent
+    path = tmp_path / "tablet.png"
+    path.write_bytes(cv2.imencode(".png", rgba)[1].tobytes())
+    flat = sheet_reading.read_image(path)
+    assert flat.shape == image.shape and np.median(flat) > 240  # white paper, not a black page
+    result = sheet_reading.process_sheet(flat, LAYOUT, source="tablet.png")
+    assert [(d.row, d.col, d.label) for d in result.digits] == [(d.row, d.col, d.label) for d in reference.digits]
+    digit = np.zeros((60, 40, 4), np.uint8)
+    cv2.line(digit, (20, 8), (20, 52), (0, 0, 0, 255), 5)  # a 1, drawn only in alpha
+    (tmp_path / "cut" / "1").mkdir(parents=True)
+    (tmp_path / "cut" / "1" / "a.png").write_bytes(cv2.imencode(".png", digit)[1].tobytes())
+    assert [d.label for d in sheet_reading.digits_from_folder(tmp_path / "cut")] == [1]  # not "blank"
+
+
+def _on_a_white_table(image, angle=12.0, table=225):
+    """The sheet photographed turned on a white table a little darker than the paper, its shadow beside it."""
+    h, w = image.shape[:2]
+    H, W = int(h * 1.1), int(w * 1.1)
+    rng = np.random.default_rng(3)
+    out = np.full((H, W, 3), table, np.float32) + rng.normal(0, 2, (H, W, 1)).astype(np.float32)
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    turn[:, 2] += [(W - w) / 2, (H - h) / 2]
+    paper = cv2.warpAffine(image, turn, (W, H), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0)).astype(np.float32)
+    inside = cv2.warpAffine(np.ones((h, w), np.float32), turn, (W, H))
+    shadow = cv2.GaussianBlur(cv2.warpAffine(inside, np.float32([[1, 0, 4], [0, 1, 5]]), (W, H)), (0, 0), 1.2)
+    out *= (1 - 0.5 * shadow)[..., None]
+    return np.clip(paper * inside[..., None] + out * (1 - inside[..., None]), 0, 255).astype(np.uint8)
+
+
+def test_a_photo_on_a_white_table_says_to_use_a_darker_surface(sheet):
+    image, _, _ = sheet
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(_on_a_white_table(image), LAYOUT, source="white_table.jpg")
+    message = str(info.value)
+    assert "[1] the paper's edge shows in the photo against a light surface" in message
+    assert "photograph the sheet on a darker surface" in message
+    with pytest.raises(SheetError) as info:  # a sheet refused for another reason gets no such advice
+        sheet_reading.process_sheet(image, SheetLayout(rows=11), source="rows.jpg")
+    assert "darker surface" not in str(info.value)
+
+
+@pytest.mark.parametrize("name, row, col", [("W02_10x12_dig0123456789_s1001", 2, 11), ("W05_9x9_seq123456789_s1004", 5, 8),
+                                            ("W05_9x9_seq123456789_s1004", 5, 0)])
+def test_a_digit_missing_at_a_rows_end_is_never_made_up_by_cutting_a_wide_digit(name, row, col):
+    """A row a digit short whose last (or first) digit is written wide: refused, never cut into two labels."""
+    spec = next(s for s in handwriting.corpus() if s.name == name)
+    image, truth = handwriting.render_sheet(spec)
+    box = next(t["box"] for t in truth if t["row"] == row and t["col"] == col)
+    with pytest.raises(SheetError, match=rf"row {row + 1}\b"):
+        sheet_reading.process_sheet(_erase(image, box), spec.layout, source="short.jpg")

@@ -85,11 +85,11 @@ def _error_for(**bad):
 
 
 def test_empty_cell_is_named():
-    assert "row 4: 9 digits where the layout has 10; column 7 seems empty" in _error_for(blank_cells=((3, 6),))
+    assert "row 4, column 7: a digit is missing at column 7 " in _error_for(blank_cells=((3, 6),))
 
 
 def test_two_digits_in_one_cell_are_named():
-    assert "row 2, column 3" in _error_for(double_cells=((1, 2),))
+    assert "row 2, column 3: two small digits in one cell" in _error_for(double_cells=((1, 2),))
 
 
 def test_layout_with_fewer_digits_than_written_is_refused():

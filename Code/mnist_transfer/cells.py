@@ -3,9 +3,15 @@
 A row with fewer pieces than its count, in which pieces about k times as wide as its digits
 hold exactly the missing ones, has them cut at the weakest ink (:func:`.rows.split_piece`),
 unless the row, once cut, would still look a digit short (:func:`_empty_cell_likely`): a wide
-digit beside an empty cell is refused, never cut into two labels. A row with a piece too many
-names the piece least like its digits. A refusal counts every problem, numbers them, and the
-annotated page lists them in a panel beside it.
+digit beside an empty cell is refused, never cut into two labels. In rows of 0..9 the other rows,
+read whole, say where the columns are and how wide each digit is written (:func:`columns_of`,
+:func:`align`): a narrow 1 touching a wide 2 is cut in those proportions, only when the row is
+short by the gaps the touching closed (:func:`_touching_by_columns`), and a refused row names the
+empty column ("a digit is missing at column 6", :func:`_missing`). A row with a piece too many
+names the piece without which the others are the writer's own digits of their columns
+(:func:`_extra_by_shape`: "an extra digit at column 11"), or fit the columns, or else the piece
+least like its digits. A refusal counts every problem, numbers them, and the annotated page
+lists them in a panel beside it.
 """
 
 from __future__ import annotations
@@ -84,23 +90,153 @@ def _unlikeness(digits: list[Piece]) -> list[tuple[float, str]]:
     return out
 
 
-def _too_many(r: int, digits: list[Piece], wanted: int) -> list[tuple[Box, str]]:
-    """The pieces of a row with too many: the ones least like the row's digits named, one problem each."""
+def _shape(piece: Piece, labels: np.ndarray) -> np.ndarray:
+    """A piece's ink as a 16x16 picture, its longer side filling it, zero mean and unit length (to compare)."""
+    x, y, w, h = piece.box
+    mask = np.isin(labels[y : y + h, x : x + w], piece.ids).astype(np.float32)
+    side = max(w, h)
+    square = np.zeros((side, side), np.float32)
+    square[(side - h) // 2 : (side - h) // 2 + h, (side - w) // 2 : (side - w) // 2 + w] = mask
+    small = cv2.resize(cv2.GaussianBlur(square, (0, 0), max(1.0, side / 20)), (16, 16), interpolation=cv2.INTER_AREA)
+    small -= small.mean()
+    return small / max(float(np.linalg.norm(small)), 1e-6)
+
+
+def column_shapes(grouped: list[list[Piece]], layout: SheetLayout, labels: np.ndarray | None) -> np.ndarray | None:
+    """Every column's digit as the writer writes it (the mean shape over the rows read whole), for a layout
+    whose columns hold different digits (each row 0..9); None otherwise."""
+    if labels is None or layout.order != "row_is_sequence" or len(set(layout.digits)) != len(layout.digits):
+        return None
+    complete = [g for r, g in enumerate(grouped) if len(g) == layout.cols_in(r)]
+    if len(complete) < 3:
+        return None
+    means = np.mean([[_shape(d, labels) for d in g] for g in complete], axis=0)
+    norms = np.linalg.norm(means.reshape(len(means), -1), axis=1)
+    return means / np.maximum(norms, 1e-6)[:, None, None]
+
+
+def _extra_by_shape(digits: list[Piece], shapes: np.ndarray, labels: np.ndarray) -> tuple[int, ...] | None:
+    """Which one piece of a row with one too many the others read without, column by column, as the
+    writer's own digits of those columns (:func:`column_shapes`): the one whose removal leaves every
+    other piece most like its column's digit, if clearly (by :data:`SHAPE_MARGIN` in summed unlikeness) the
+    best; or two neighbours written alike (a 4 written twice), if the two are clearly best; else None."""
+    pictures = np.array([_shape(d, labels) for d in digits])
+    unlike = 1.0 - np.einsum("iyx,cyx->ic", pictures, shapes)  # 0: the same shape
+    m = len(shapes)
+    costs = []
+    for j in range(len(digits)):
+        rest = [i for i in range(len(digits)) if i != j]
+        costs.append(float(sum(unlike[i, c] for i, c in zip(rest, range(m)))))
+    order = np.argsort(costs)
+    if costs[order[1]] - costs[order[0]] >= SHAPE_MARGIN:
+        return (int(order[0]),)
+    if len(order) > 2 and abs(int(order[0]) - int(order[1])) == 1 and costs[order[2]] - costs[order[1]] >= SHAPE_MARGIN:
+        return tuple(sorted((int(order[0]), int(order[1]))))  # two alike side by side: one of them is extra
+    return None
+
+
+def _small_pair(digits: list[Piece], i: int, heights: np.ndarray) -> tuple[int, int] | None:
+    """The piece ``i`` and a neighbour, if both are small (under 0.8 of the row's digit height) and closer
+    to each other than the row's digits usually are: two digits written small in one cell."""
+    h0 = float(np.median(heights))
+    gaps = [b.box[0] - a.box[0] - a.box[2] for a, b in zip(digits, digits[1:])]
+    usual = float(np.median(gaps)) if gaps else 0.0
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(digits) and max(heights[i], heights[j]) < 0.8 * h0:
+            a, b = sorted((i, j))
+            if gaps[a] < usual:
+                return a, b
+    return None
+
+
+def _too_many(r: int, digits: list[Piece], wanted: int, columns: Columns | None = None,
+              shapes: np.ndarray | None = None, labels: np.ndarray | None = None) -> list[tuple[Box, str]]:
+    """The pieces of a row with too many, one problem each: the one without which the others are most like
+    their columns' digits (:func:`_extra_by_shape`), or fit the other rows' columns (:func:`align`), or else
+    the ones least like the row's digits."""
     extra = len(digits) - wanted
     scores = _unlikeness(digits)
     worst = sorted(range(len(digits)), key=lambda i: -scores[i][0])[:extra]
+    by_columns = False
+    shaped = _extra_by_shape(digits, shapes, labels) if shapes is not None and labels is not None and extra == 1 else None
+    if shaped is not None:
+        worst, by_columns = [shaped[0]], True
+    elif columns is not None and extra == 1 and len(digits) <= 3 * len(columns.left):
+        costs = [align(digits[:i] + digits[i + 1 :], columns, max_parts=1) for i in range(len(digits))]
+        costs = [c[0] if c is not None else np.inf for c in costs]
+        order = np.argsort(costs)
+        if costs[order[1]] - costs[order[0]] >= EXTRA_MARGIN:  # the others fit the columns clearly best without it
+            worst, by_columns = [int(order[0])], True
+    heights = np.array([d.box[3] for d in digits], float)
     out = []
+    pair = _small_pair(digits, worst[0], heights) if by_columns and extra == 1 else None
+    if pair is not None:  # two small digits side by side where one belongs: one cell written twice
+        a, b = digits[pair[0]], digits[pair[1]]
+        box = (a.box[0], min(a.box[1], b.box[1]), b.box[0] + b.box[2] - a.box[0],
+               max(a.box[1] + a.box[3], b.box[1] + b.box[3]) - min(a.box[1], b.box[1]))
+        return [(box, f"row {r + 1}, column {pair[0] + 1}: two small digits in one cell (x={a.box[0]} and "
+                      f"x={b.box[0]}; {len(digits)} pieces where the layout has {wanted}) - write one digit a cell: "
+                      "erase one of them, or rewrite the cell")]
     for i in sorted(worst):
         d = digits[i]
+        if by_columns and d.box[3] >= 0.6 * float(np.median(heights)):  # digit-sized (a 1 is thin, not small)
+            if shaped is not None and len(shaped) == 2:
+                what = (f"an extra digit at column {shaped[0] + 1} or {shaped[1] + 1}: two alike side by side, "
+                        "without one of them the row's digits are those of the other rows")
+            else:
+                what = (f"an extra digit at column {i + 1}: without it the row's digits fit the columns of the "
+                        "other rows")
+        elif by_columns:
+            what = (f"a mark, not one of the row's digits ({scores[i][1]}): without it the row's digits are those "
+                    "of the other rows")
+        else:
+            what = f"the least like the row's digits ({scores[i][1]})"
         out.append((d.box, f"row {r + 1}, column {i + 1}: {extra} mark(s) too many in this row ({len(digits)} where "
-                           f"the layout has {wanted}); the one at column {i + 1} (x={d.box[0]}) is the least like "
-                           f"the row's digits ({scores[i][1]}) - a stray mark, two digits in one cell, or a digit in "
-                           "pieces far apart? Erase the mark, or rewrite the digit"))
+                           f"the layout has {wanted}); the one at column {i + 1} (x={d.box[0]}) is {what} - a stray "
+                           "mark, two digits in one cell, or a digit in pieces far apart? Erase the mark, or rewrite "
+                           "the digit"))
     return out
 
 
-def _too_few(r: int, digits: list[Piece], wanted: int, row: list[Piece]) -> tuple[Box, str]:
-    """A row with too few digits: the widest one if it looks like digits touching, else the widest gap."""
+def _missing(r: int, digits: list[Piece], wanted: int, columns: Columns, max_parts: int = 3) -> tuple[Box, str] | None:
+    """A row with too few digits read against the other rows' columns (:func:`align`): the empty columns, if
+    the row's pieces fit the other columns one digit each; else None. ``max_parts=1`` where the columns
+    hold different digits in every row (a digit a row): their widths say nothing of touching digits."""
+    reading = align(digits, columns, max_parts)
+    if reading is None or reading[2] or reading[0] > FIT * len(digits):  # the row does not fit the columns well
+        return None
+    joined = [(i, c, k) for i, c, k in reading[1] if k > 1]
+    if joined and not reading[3]:  # touching digits the reader did not dare cut
+        i, c, k = joined[0]
+        d = digits[i]
+        return (d.box, f"row {r + 1}, columns {c + 1}-{c + k}: looks like {k} digits touching (x={d.box[0]}), but "
+                       f"the cut is not clear enough to label them ({len(digits)} pieces where the layout has "
+                       f"{wanted}); leave a gap between those digits")
+    if not reading[3] or joined:
+        return None
+    empty = reading[3]
+    at = {c: i for i, c, _ in reading[1]}
+    c = empty[0]
+    before = max((k for k in at if k < c), default=None)
+    after = min((k for k in at if k > c), default=None)
+    y, h = (digits[at[before if before is not None else after]].box[1], digits[at[before if before is not None else after]].box[3])
+    x0 = digits[at[before]].box[0] + digits[at[before]].box[2] if before is not None else int(columns.left[c])
+    x1 = digits[at[after]].box[0] if after is not None else int(columns.right[c])
+    box = (int(min(x0, x1)), int(y), max(1, int(abs(x1 - x0))), int(h))
+    named = ", ".join(str(k + 1) for k in empty)
+    return (box, f"row {r + 1}, column {c + 1}: a digit is missing at column{'s' if len(empty) > 1 else ''} {named} "
+                 f"({len(digits)} digits where the layout has {wanted}; the others fit the columns of the other "
+                 "rows); write the missing digit, or darken one too faint to be seen")
+
+
+def _too_few(r: int, digits: list[Piece], wanted: int, row: list[Piece],
+             columns: Columns | None = None, max_parts: int = 3) -> tuple[Box, str]:
+    """A row with too few digits: the empty column where the others fit the other rows' columns, else the
+    widest one if it looks like digits touching, else the widest gap."""
+    if columns is not None and digits:
+        missing = _missing(r, digits, wanted, columns, max_parts)
+        if missing is not None:
+            return missing
     widths = np.array([d.box[2] for d in digits], float)
     wide = int(np.argmax(widths / np.median(widths))) if len(digits) else 0
     if len(digits) and widths[wide] > 1.5 * np.median(widths):
@@ -118,14 +254,47 @@ def _too_few(r: int, digits: list[Piece], wanted: int, row: list[Piece]) -> tupl
                  "write the missing digit, or darken one too faint to be seen")
 
 
-def _split_row(digits: list[Piece], parts: list[int], labels: np.ndarray):
-    """The row's digits with every piece that holds k of them cut into k, and the cuts."""
-    split, cuts = [], []
+def _touching_by_columns(digits: list[Piece], columns: Columns) -> list[int] | None:
+    """How many digits each piece of a row with too few holds, read against the other rows' columns.
+
+    Only when the cheapest reading (:func:`align`) reads every piece and fills every column, cutting
+    some pieces; when it is cheaper by a clear margin (0.25) than every reading without a cut (one
+    with an empty column: a digit missing); and when every piece to be cut is wider than the widest
+    of its columns by 30% (a digit written wide is not two); when the reading fits well (:data:`FIT`); and
+    when the row is shorter than the other rows by the gaps the touching digits closed (within 0.4 of a
+    column's pitch; a digit missing at the row's end shortens it by a whole pitch). Else None: the row is refused, never cut on
+    a guess.
+    """
+    best = align(digits, columns)
+    if best is None or best[2] or best[3] or all(k == 1 for _, _, k in best[1]) or best[0] > FIT * len(digits):
+        return None
+    plain = align(digits, columns, max_parts=1)
+    if plain is not None and plain[0] - best[0] < 0.25:
+        return None
+    widths = columns.width
+    for i, c, k in best[1]:
+        if k > 1 and digits[i].box[2] < 1.3 * float(widths[c : c + k].max()):
+            return None
+    # the row is shorter than the others by the gaps the touching digits closed, not by a digit more
+    span = digits[-1].box[0] + digits[-1].box[2] - digits[0].box[0]
+    shortfall = float(columns.right[-1] - columns.left[0]) - span
+    closed = sum(float(columns.left[c + q + 1] - columns.right[c + q]) for _, c, k in best[1] for q in range(k - 1))
+    if abs(shortfall - closed) > 0.4 * columns.pitch:
+        return None
+    return [k for _, _, k in sorted(best[1])]
+
+
+def _split_row(digits: list[Piece], parts: list[int], labels: np.ndarray, columns: Columns | None = None):
+    """The row's digits with every piece that holds k of them cut into k, and the cuts; with ``columns``
+    (every column read, in order), each piece cut in the proportions of its columns' widths."""
+    split, cuts, c = [], [], 0
     for d, k in zip(digits, parts):
+        c += k
         if k == 1:
             split.append(d)
             continue
-        pieces, where = split_piece(d, k, labels)
+        shares = list(columns.width[c - k : c]) if columns is not None else None
+        pieces, where = split_piece(d, k, labels, shares)
         split.extend(pieces)
         cuts.extend(where)
     return split, cuts
@@ -187,22 +356,31 @@ def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3
     all_digits, cuts = [], []
     grouped = [group_digits(row, stroke) for row in rows]
     complete = [g for r, g in enumerate(grouped) if len(g) == layout.cols_in(r)]
+    columns = columns_of(grouped, layout)
+    shapes = column_shapes(grouped, layout, labels) if any(len(g) > layout.cols_in(r) for r, g in enumerate(grouped)) else None
     for r, row in enumerate(rows):
         digits, wanted = grouped[r], layout.cols_in(r)
         parts = touching_counts(digits, wanted) if labels is not None else None
-        if parts is not None:
-            split, where = _split_row(digits, parts, labels)
+        if parts is not None:  # cut in the proportions of the columns' widths where they differ (a 1 beside a 2)
+            split, where = _split_row(digits, parts, labels, columns if layout.order == "row_is_sequence" else None)
             if not _empty_cell_likely(split, complete, ends=not layout.row_lengths):  # rows of unequal length need not start or end together
                 digits = split
                 cuts.extend(where)
+        elif labels is not None and columns is not None and len(digits) < wanted and layout.order == "row_is_sequence":
+            parts = _touching_by_columns(digits, columns)
+            if parts is not None:
+                split, where = _split_row(digits, parts, labels, columns)
+                if not _empty_cell_likely(split, complete, ends=False):
+                    digits = split
+                    cuts.extend(where)
         all_digits.append(digits)
         if len(digits) == wanted:
             for c, d in enumerate(digits):
                 cells[(r, c)] = d
         elif len(digits) > wanted:
-            problems.extend(_too_many(r, digits, wanted))
+            problems.extend(_too_many(r, digits, wanted, columns, shapes, labels))
         else:
-            problems.append(_too_few(r, digits, wanted, row))
+            problems.append(_too_few(r, digits, wanted, row, columns, 3 if layout.order == "row_is_sequence" else 1))
     return CellReading(cells, problems, all_digits, cuts)
 
 
@@ -299,3 +477,105 @@ def _diagnosis(page: np.ndarray) -> str:
     """A likely cause in the photo itself (blur), to put first in a refusal; '' if none is seen."""
     problem = blur_problem(page)
     return f"{problem} " if problem else ""
+
+
+# --------------------------------------------------------------------------- the columns of the other rows
+
+
+@dataclass
+class Columns:
+    """Where the layout's columns lie, from the rows that hold their full count: the median left and right
+    edge of each column's digit (page pixels), and the median pitch between neighbouring columns."""
+
+    left: np.ndarray
+    right: np.ndarray
+    pitch: float
+
+    @property
+    def width(self) -> np.ndarray:
+        return self.right - self.left
+
+
+def columns_of(grouped: list[list[Piece]], layout: SheetLayout) -> Columns | None:
+    """The columns of the rows read whole (at least 2 of them, rows of equal length only); None otherwise."""
+    if layout.row_lengths:
+        return None
+    complete = [g for r, g in enumerate(grouped) if len(g) == layout.cols_in(r)]
+    if len(complete) < 2 or layout.cols < 2:
+        return None
+    left = np.median([[d.box[0] for d in g] for g in complete], axis=0).astype(float)
+    right = np.median([[d.box[0] + d.box[2] for d in g] for g in complete], axis=0).astype(float)
+    pitch = float(np.median(np.diff((left + right) / 2)))
+    return Columns(left, right, pitch) if pitch > 0 else None
+
+
+MISS, EXTRA, SPLIT = 1.2, 1.2, 0.3  # what an empty column, a piece too many and a cut cost in :func:`align`
+SHAPE_MARGIN = 0.25  # in :func:`_extra_by_shape`: how much better the best reading must be than the next
+FIT = 0.45  # the most a reading may cost a piece, on average, to be trusted (rows of digits: 0.1-0.4; letters: 0.6+)
+EXTRA_MARGIN = 0.5  # a piece is named the one too many only if the row fits the columns this much better without it
+
+
+def align(digits: list[Piece], columns: Columns, max_parts: int = 3):
+    """The most likely reading of a row against the other rows' columns: which columns each piece covers.
+
+    Every piece covers one column, or ``k`` neighbouring columns (touching digits), or none (a piece
+    too many); a column may be left empty (a digit missing). The cost of a reading: how far each
+    piece's width is from its columns' (the widths of touching digits add up), how far every gap
+    between neighbours is from the gap between their columns in the other rows (a missing digit
+    leaves a gap as wide as a digit and two gaps; touching digits pull the rest of the row left, but
+    leave every later gap as it was), where the row starts and ends, and a fixed cost for every
+    empty column, piece too many and cut. Returns (cost, [(piece index, first column, k) of every
+    piece read], skipped pieces, empty columns), the cheapest reading found.
+    """
+    n, m = len(digits), len(columns.left)
+    pitch = columns.pitch
+    L, R, W = columns.left, columns.right, np.maximum(columns.width, 1.0)
+    x0 = np.array([d.box[0] for d in digits], float)
+    x1 = np.array([d.box[0] + d.box[2] for d in digits], float)
+    w = np.maximum(x1 - x0, 1.0)
+
+    def fit(i, c, k):
+        expected = W[c : c + k].sum()
+        return abs(np.log(w[i] / expected)) + (SPLIT * (k - 1) if k > 1 else 0.0)
+
+    def end_cost(offset):
+        return min(1.0, abs(offset) / pitch) * 0.5
+
+    best: dict[tuple[int, int], tuple[float, tuple]] = {}
+    # start: piece i (after i skipped pieces) covers columns c..c+k-1 (after c empty columns)
+    for i in range(min(n, 3)):
+        for c in range(min(m, 3)):
+            for k in range(1, max_parts + 1):
+                if c + k > m:
+                    break
+                cost = EXTRA * i + MISS * c + fit(i, c, k) + end_cost(x0[i] - L[c])
+                key = (i, c + k - 1)
+                if key not in best or cost < best[key][0]:
+                    best[key] = (cost, ((i, c, k),))
+    for i in range(n):
+        for c_end in range(m):
+            if (i, c_end) not in best:
+                continue
+            cost0, path = best[(i, c_end)]
+            for j in range(i + 1, min(n, i + 4)):
+                for c in range(c_end + 1, min(m, c_end + 4)):
+                    gap, expected = x0[j] - x1[i], L[c] - R[c_end]
+                    for k in range(1, max_parts + 1):
+                        if c + k > m:
+                            break
+                        cost = (cost0 + EXTRA * (j - i - 1) + MISS * (c - c_end - 1) + fit(j, c, k)
+                                + min(2.0, abs(gap - expected) / pitch))
+                        key = (j, c + k - 1)
+                        if key not in best or cost < best[key][0]:
+                            best[key] = (cost, path + ((j, c, k),))
+    out = None
+    for (i, c_end), (cost, path) in best.items():
+        total = cost + EXTRA * (n - 1 - i) + MISS * (m - 1 - c_end) + end_cost(x1[i] - R[c_end])
+        if out is None or total < out[0]:
+            out = (total, path)
+    if out is None:
+        return None
+    total, path = out
+    read = {i for i, _, _ in path}
+    covered = {c + q for _, c, k in path for q in range(k)}
+    return total, list(path), [i for i in range(n) if i not in read], [c for c in range(m) if c not in covered]

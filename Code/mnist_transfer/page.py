@@ -2,7 +2,9 @@
 
 A photo of a sheet on a darker surface: the four-cornered sheet is found and flattened. A scan,
 or a photo the paper fills: the frame is the page, less any desk, shadow and paper's edge showing
-along a border (:func:`_beyond_the_paper`; a shadow with writing in it is paper and stays).
+along a border (:func:`_beyond_the_paper`; a shadow with writing in it is paper and stays). A photo
+whose paper runs off the frame (no four corners): the paper alone, the desk painted out
+(:func:`_paper_off_the_frame`). A transparent PNG is flattened onto white (:func:`flatten_alpha`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,29 @@ def read_image(path: Path) -> np.ndarray:
             f"'{path}' could not be read as an image (empty, truncated or not a picture). "
             "Save the photo again as .jpg or .png and try again."
         )
+    if _may_have_alpha(data):
+        with_alpha = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if with_alpha is not None and with_alpha.ndim == 3 and with_alpha.shape[2] == 4:
+            return flatten_alpha(with_alpha)
     return image
+
+
+def _may_have_alpha(data: np.ndarray) -> bool:
+    """A PNG, WEBP or TIFF file (formats that can hold an alpha channel; a JPEG cannot)."""
+    head = data[:12].tobytes()
+    return head.startswith(b"\x89PNG") or (head[:4] == b"RIFF" and head[8:12] == b"WEBP") or head[:4] in (b"II*\x00", b"MM\x00*")
+
+
+def flatten_alpha(image: np.ndarray) -> np.ndarray:
+    """A BGRA image (8 or 16 bits) as BGR on white paper: what is transparent becomes paper.
+
+    Tablet and drawing apps save the ink in the alpha channel only (the colour may be black
+    everywhere, even where nothing is drawn); composited onto white, it reads like ink on paper.
+    """
+    top = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
+    colour = image[..., :3].astype(np.float32) * (255.0 / top)
+    alpha = image[..., 3:].astype(np.float32) / top
+    return np.clip(colour * alpha + 255.0 * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
 
 
 def exposure_problem(gray: np.ndarray) -> str | None:
@@ -176,6 +200,9 @@ def page_and_transform(image: np.ndarray, page_width: int = PAGE_WIDTH) -> tuple
     if quad is None:
         if _paper_fills_frame(small):  # a close-up photo (no table in sight) or a scan with a shadow
             return _frame_as_page(gray, small, small_scale, page_width)
+        paper = _paper_off_the_frame(gray, small, small_scale)
+        if paper is not None:  # the paper runs off the frame on one side or more: the desk is painted out
+            return paper[0], "photo", paper[1] @ np.diag([paper[2], paper[2], 1.0])
         raise SheetError(
             "No page found: the sheet's four corners are not visible against a darker surface, and the "
             "paper does not fill the photo either. Photograph the whole sheet on a darker surface with all "
@@ -222,10 +249,12 @@ def _beyond_the_paper(small: np.ndarray) -> tuple[int, int, int, int]:
 def _holds_writing(strip: np.ndarray) -> bool:
     """Is a dark strip along the border paper in a shadow with writing on it, rather than the desk?
 
-    Ink on shadowed paper is far darker than the paper around it; the grain of a desk is not.
+    Ink on shadowed paper is far darker than the paper just around it (a closing of 7 pixels, which
+    fills thin strokes in); the grain of a desk is not, nor is the shadow the paper casts on the desk
+    (dark, but smooth).
     """
-    ground = float(np.median(strip))
-    return float((strip < 0.6 * ground).mean()) > 0.002
+    around = cv2.morphologyEx(strip, cv2.MORPH_CLOSE, np.ones((7, 7), np.uint8)).astype(np.float32)
+    return float((strip < 0.6 * around).mean()) > 0.002
 
 
 def _frame_as_page(gray: np.ndarray, small: np.ndarray, small_scale: float, page_width: int):
@@ -242,3 +271,86 @@ def _frame_as_page(gray: np.ndarray, small: np.ndarray, small_scale: float, page
 def _resize_to_width(gray: np.ndarray, page_width: int) -> np.ndarray:
     f = page_width / gray.shape[1]
     return cv2.resize(gray, None, fx=f, fy=f, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+
+
+def _paper_off_the_frame(gray: np.ndarray, small: np.ndarray, small_scale: float,
+                         page_width: int = PAGE_WIDTH) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """A photo whose paper runs off the frame (no four corners to find): the paper alone, the desk painted out.
+
+    The paper is the largest bright region (at least 0.75 of the paper's brightness, its writing
+    filled in), covering a third of the frame or more and reaching the frame's border (else its
+    corners would have been found). Its outline is pulled in by a little (the paper's edge and its
+    shadow are not writing); the frame is cropped to it, and what lies outside it is painted with
+    the paper's own brightness nearby, so that no edge is left to be taken for ink. Returns (the
+    page at ``page_width``, the crop's offset matrix in image pixels, image pixels per page pixel),
+    or None.
+    """
+    paper = float(np.percentile(small, 90))
+    if paper < 110:
+        return None
+    bright = (small >= 0.75 * paper).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(bright, connectivity=4)
+    if n < 2:
+        return None
+    k = 1 + int(np.argmax(stats[1:, 4]))
+    x, y, w, h, _ = stats[k]
+    sh, sw = small.shape
+    if w * h < small.size / 3 or not (x == 0 or y == 0 or x + w >= sw or y + h >= sh):
+        return None
+    region = np.zeros_like(bright)
+    contours, _ = cv2.findContours((labels == k).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(region, contours, -1, 1, -1)  # the writing inside the paper filled in
+    if region.mean() < 1 / 3:
+        return None
+    inner = cv2.erode(region, np.ones((9, 9), np.uint8), borderType=cv2.BORDER_REPLICATE)  # off the edge and its shadow
+    if inner.mean() < 1 / 3:
+        return None
+    H, W = gray.shape
+    mask = cv2.resize(inner, (W, H), interpolation=cv2.INTER_NEAREST) > 0
+    ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    top, bottom, left, right = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    crop = gray[top:bottom, left:right].astype(np.float32)
+    inside = mask[top:bottom, left:right].astype(np.float32)
+    if inside.mean() < 0.999:
+        k = max(15, (crop.shape[1] // 15) | 1)
+        near = cv2.blur(crop * inside, (k, k)) / np.maximum(cv2.blur(inside, (k, k)), 1e-3)
+        near[cv2.blur(inside, (k, k)) < 0.05] = float(np.median(crop[inside > 0]))
+        crop = np.where(inside > 0, crop, near)
+    crop = np.clip(crop, 0, 255).astype(np.uint8)
+    shift = np.array([[1.0, 0, left], [0, 1.0, top], [0, 0, 1.0]])
+    f = crop.shape[1] / page_width
+    return _resize_to_width(crop, page_width), shift, f
+
+
+def light_surface_edge(page: np.ndarray) -> bool:
+    """Does the paper's edge show inside the page, against a surface nearly as light as the paper (a white
+    table)? A long straight edge (a third of the page or more, away from its border) with light ground,
+    of a different brightness, on both sides. Then the page could not be told from the table."""
+    f = 400 / page.shape[1]
+    small = cv2.GaussianBlur(cv2.resize(page, None, fx=f, fy=f, interpolation=cv2.INTER_AREA), (5, 5), 0)
+    h, w = small.shape
+    paper = float(np.percentile(small, 90))
+    edges = cv2.Canny(small, 8, 24)
+    found = cv2.HoughLinesP(edges, 1, np.pi / 180, threshold=int(0.2 * min(h, w)), minLineLength=int(0.33 * min(h, w)),
+                            maxLineGap=4)
+    if found is None:
+        return False
+    for x0, y0, x1, y1 in found.reshape(-1, 4)[:50]:
+        a, b = np.float64([x0, y0]), np.float64([x1, y1])
+        mid = (a + b) / 2
+        if min(mid[0], mid[1], w - mid[0], h - mid[1]) < 0.03 * min(h, w):
+            continue  # along the page's own border
+        normal = np.array([-(b - a)[1], (b - a)[0]]) / max(1e-6, float(np.hypot(*(b - a))))
+        sides = []
+        for sign in (-1, 1):
+            values = []
+            for t in np.linspace(0.1, 0.9, 9):
+                x, y = (a + t * (b - a) + sign * 6 * normal).round().astype(int)
+                if 0 <= x < w and 0 <= y < h:
+                    values.append(float(small[y, x]))
+            sides.append(np.median(values) if len(values) >= 5 else np.nan)
+        if np.isnan(sides).any():
+            continue
+        if min(sides) >= 0.6 * paper and abs(sides[0] - sides[1]) >= 6:
+            return True
+    return False

@@ -315,13 +315,16 @@ def group_digits(row: list[Piece], stroke: float) -> list[Piece]:
 # --------------------------------------------------------------------------- touching digits
 
 
-def split_piece(piece: Piece, parts: int, labels: np.ndarray) -> tuple[list[Piece], list[tuple[int, int, int]]]:
+def split_piece(piece: Piece, parts: int, labels: np.ndarray,
+                shares: list[float] | None = None) -> tuple[list[Piece], list[tuple[int, int, int]]]:
     """Cut one piece holding ``parts`` touching digits into that many, at the weakest ink between them.
 
     Each cut is the column of weakest ink within a third of a digit's width of where an even
     division would put it: the least ink in the column plus half the height the column's ink
     spans (where two digits touch, little ink over a short span; the middle of a 0 has as little
-    ink as the joint, but spread over the digit's whole height). Returns the parts, left to right,
+    ink as the joint, but spread over the digit's whole height). With ``shares`` (the parts' expected
+    widths, e.g. a narrow 1 and a wide 2 from the other rows' columns), the cuts are sought around where
+    those widths put them, within a third of the narrower neighbour. Returns the parts, left to right,
     each boxed tightly around its own ink, and the cuts as ``(x, y_top, y_bottom)`` on the page.
     """
     x, y, w, h = piece.box
@@ -332,10 +335,18 @@ def split_piece(piece: Piece, parts: int, labels: np.ndarray) -> tuple[list[Piec
     profile = np.convolve(mask.sum(0) + 0.5 * span, np.ones(3) / 3, mode="same")
     step = w / parts
     cuts = [x]
+    if shares is not None:
+        widths = w * np.asarray(shares, float) / float(np.sum(shares))
+        ends = np.cumsum(widths)
     for j in range(1, parts):
-        lo, hi = int(round(j * step - step / 3)), int(round(j * step + step / 3))
+        if shares is not None:
+            reach = min(widths[j - 1], widths[j]) / 3
+            lo, hi = int(round(ends[j - 1] - reach)), int(round(ends[j - 1] + reach))
+        else:
+            lo, hi = int(round(j * step - step / 3)), int(round(j * step + step / 3))
         lo, hi = max(lo, cuts[-1] - x + 1), min(hi, w - 1)
-        cuts.append(x + lo + int(np.argmin(profile[lo:hi])) if hi > lo else x + int(round(j * step)))
+        middle = ends[j - 1] if shares is not None else j * step
+        cuts.append(x + lo + int(np.argmin(profile[lo:hi])) if hi > lo else x + int(round(middle)))
     cuts.append(x + w)
     out = []
     for x0, x1 in zip(cuts[:-1], cuts[1:]):

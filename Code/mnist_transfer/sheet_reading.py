@@ -37,7 +37,8 @@ from .cells import CellReading, _annotate, _diagnosis, _where, assign_cells, ref
 from .ink import binarize, ink_scale, remove_drawn_lines, remove_grid_lines
 from .layout import ORDERS, Box, Digit, SheetError, SheetLayout, SheetResult
 from .mnist_style import to_mnist
-from .page import PAGE_WIDTH, blur_problem, exposure_problem, find_page, page_and_transform, read_image
+from .page import (PAGE_WIDTH, blur_problem, exposure_problem, find_page, light_surface_edge, page_and_transform,
+                   read_image)
 from .rows import Piece, find_pieces, find_rows, group_digits
 
 __all__ = ["ORDERS", "PAGE_WIDTH", "Box", "Digit", "Piece", "SheetError", "SheetLayout", "SheetResult",
@@ -77,9 +78,19 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     problems = [(p.box, f"a mark outside the rows of digits, {_where(p.box, rows, height)}: erase or cover it")
                 for p in stray if max(p.box[2], p.box[3]) >= 0.35 * height]
     reading = assign_cells(rows, layout, stroke, labels)
-    problems += reading.problems
+    problems = _cut_off(reading.digits, page.shape, height) + problems + reading.problems
     cells = reading.cells
     if problems or len(cells) != layout.count:
+        if not any("turned by 90 degrees" in text for _, text in problems) and _reads_sideways(ink, layout, len(pieces)):
+            problems.insert(0, ((0, 0, 1, 1), (
+                "the writing is sideways: turned a quarter turn, the page reads whole as "
+                f"{layout.cols} rows of {layout.rows} digits, so the photo is turned by 90 degrees. Turn the photo upright "
+                "(or photograph the sheet the right way up) and read it again")))
+        if kind == "scan" and light_surface_edge(page):
+            problems.insert(0, ((0, 0, 1, 1), (
+                "the paper's edge shows in the photo against a light surface (a white table), so the paper cannot "
+                "be told from the table and its edges become marks: photograph the sheet on a darker surface, with "
+                "all four corners visible, or crop the photo to the paper")))
         all_boxes = [p.box for r in reading.digits for p in r]
         raise SheetError(
             refusal(source, _diagnosis(page), layout, problems),
@@ -99,6 +110,53 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     steps["touching_cuts"] = len(reading.cuts)  # cuts between touching digits (drawn on the annotated page)
     return SheetResult(digits, page, _annotate(page, boxes, given, cuts=reading.cuts), time.perf_counter() - start, steps,
                        to_image=to_image)
+
+
+def _cut_off(rows: list[list[Piece]], shape: tuple[int, ...], height: float) -> list[tuple[Box, str]]:
+    """The first or last row, if the photo's edge cuts through its digits: two or more of them (or half
+    the row) reach the page's top or bottom edge, their bottoms or tops missing."""
+    if not rows:
+        return []
+    out = []
+    page_h = shape[0]
+    for r, edge, where in ((0, "top", "above the first row"), (len(rows) - 1, "bottom", "below the last row")):
+        row = rows[r]
+        touching = [d for d in row if (d.box[1] <= 1 if edge == "top" else d.box[1] + d.box[3] >= page_h - 1)]
+        if len(touching) >= max(2, (len(row) + 1) // 2 if len(row) < 4 else 2):
+            x0 = min(d.box[0] for d in touching)
+            x1 = max(d.box[0] + d.box[2] for d in touching)
+            y0 = min(d.box[1] for d in touching)
+            y1 = max(d.box[1] + d.box[3] for d in touching)
+            out.append(((x0, y0, x1 - x0, y1 - y0),
+                        f"row {r + 1} is cut off at the photo's edge: {len(touching)} of its digits reach the "
+                        f"{edge} edge of the photo, part of them missing; photograph the whole sheet, with some "
+                        f"paper {where}"))
+        if len(rows) == 1:
+            break
+    return out
+
+
+def _reads_sideways(ink: np.ndarray, layout: SheetLayout, n_pieces: int) -> bool:
+    """Does the ink, turned by 90 degrees, read whole with the layout's rows and columns exchanged?
+
+    Then the photo is sideways (even where the layout, as given, describes the sideways sheet: rows
+    of 9s down to 0s). Only the rows and counts are compared; the labels are not read. Tried only
+    where the page holds about as many pieces as the layout has digits (``n_pieces``, upright), so that
+    a page of text is refused as fast as before.
+    """
+    other = layout.transposed()
+    if other == layout or not 0.5 * layout.count <= n_pieces <= 2 * layout.count + 20:
+        return False
+    turned = cv2.rotate(ink, cv2.ROTATE_90_CLOCKWISE)
+    height, stroke = ink_scale(turned)
+    pieces, _, labels = find_pieces(turned, height, stroke)
+    if not pieces or len(pieces) > 20 * layout.count + 200:
+        return False
+    rows, stray = find_rows(pieces, height, min_chain=min(3, other.cols))
+    if any(max(p.box[2], p.box[3]) >= 0.35 * height for p in stray):
+        return False
+    reading = assign_cells(rows, other, stroke, labels)
+    return not reading.problems and len(reading.cells) == other.count
 
 
 # --------------------------------------------------------------------------- folders of single digits
