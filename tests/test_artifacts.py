@@ -254,6 +254,7 @@ def test_report_sweep_and_forgetting_claims_agree_with_the_saved_runs(report_tex
     if sweep is None:
         assert "learning-rate sweep on held-out digits" not in text
         return
+    assert sweep["summary"]["within"] == 0.01 and "Within one point of its best mean held-out accuracy" in text
     table = sweeps.lr_table(sweep["runs"])
     ranges = sweeps.stable_ranges(table).set_index("n_last")
     depth = sweeps.depth_table(sweep["runs"]).set_index("n_last")
