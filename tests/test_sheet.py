@@ -1,5 +1,7 @@
 """The sheet pipeline on generated sheets with known labels, bad input, and the dataset writer."""
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -186,3 +188,20 @@ def test_the_reader_stages_import_one_way():
         imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 1}
         later = set(stages[k:])
         assert not imported & later, (stage, imported & later)
+
+
+def test_every_module_imports_only_modules_listed_above_it():
+    """The package docstring lists the stages in pipeline order; no module imports one listed below it (no cycles)."""
+    import ast
+    import re
+
+    import mnist_transfer
+
+    order = re.findall(r"^\* :mod:`\.(\w+)`", mnist_transfer.__doc__, re.M)
+    package = Path(mnist_transfer.__file__).parent
+    assert sorted(order) == sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__")
+    for position, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text(encoding="utf-8"))
+        used = {n.module.split(".")[0] if n.module else a.name for n in ast.walk(tree)
+                if isinstance(n, ast.ImportFrom) and n.level == 1 for a in n.names}
+        assert used - {name} <= set(order[:position]), (name, sorted(used - set(order[:position])))
