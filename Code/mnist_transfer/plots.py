@@ -266,24 +266,27 @@ def plot_lr_sweep(table: pd.DataFrame, ranges: pd.DataFrame | None = None, ax=No
     """Held-out accuracy against the learning rate, a line per depth (mean over writers), the band the training
     seeds span; a bar under each line marks its rates within 1 point of its best (``ranges``). Returns the figure."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(7.5, 3.8))
+        _, ax = plt.subplots(figsize=(7.5, 4.0))
     depths = sorted(table.n_last.unique())
+    floor = max(0.0, 10 * np.floor(10 * table.seed_low.min()) - 4 * len(depths) - 2)  # room for the bars
     for i, n_last in enumerate(depths):
         t = table[table.n_last == n_last].sort_values("lr")
         line, = ax.plot(t.lr, 100 * t.heldout_acc, marker="o", ms=4, label=_depth_label(n_last))
         ax.fill_between(t.lr, 100 * t.seed_low, 100 * t.seed_high, color=line.get_color(), alpha=0.15, lw=0)
         if ranges is not None:
             r = ranges[ranges.n_last == n_last].iloc[0]
-            ax.plot([r.lr_low, r.lr_high], [3 + 3 * i] * 2, color=line.get_color(), lw=4, solid_capstyle="butt")
+            ax.plot([r.lr_low, r.lr_high], [floor + 2 + 3.5 * i] * 2, color=line.get_color(), lw=4,
+                    solid_capstyle="butt")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (Adam, constant)")
     ax.set_ylabel("held-out accuracy (%)")
-    ax.set_ylim(0, 101)
+    ax.set_ylim(floor, 101)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left")
     writers = int(table.writers.max())
-    ax.set_title(f"Learning-rate sweep: mean over {writers} writers (band: the training seeds; bars at the "
-                 "bottom: within 1 point of each depth's best)", fontsize=8.5)
+    ax.set_title(f"Learning-rate sweep, mean over {writers} writers\n(band: the training seeds; bars at the bottom: "
+                 "the rates within 1 point of each depth's best)", fontsize=9)
+    ax.figure.tight_layout()
     return ax.figure
 
 
@@ -305,6 +308,7 @@ def plot_depth(depth: pd.DataFrame, ax=None):
     ax.legend(fontsize=8)
     ax.set_title(f"Depth: mean over {int(depth.writers.max())} writers (bars: 95% interval across writers)",
                  fontsize=9)
+    ax.figure.tight_layout()
     return ax.figure
 
 
