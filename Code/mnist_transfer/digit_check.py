@@ -14,7 +14,9 @@ or the same folder), so that a writer whose style the pre-trained model reads po
   read as B's label and B's cell as A's, each confidently, and each looking more like the writer's
   other copies of the digit the model reads than of its own label.
 * **filed under the wrong folder** (folders of cut digits): an image the model confidently reads as
-  another folder's digit, and that looks more like that folder's images than like its own folder's.
+  another folder's digit, and that looks more like that folder's images than like its own folder's;
+  refused when very sure, or when an image of that other folder is in the same way read as this one's
+  digit (a 3 filed under 8/ and an 8 under 3/).
 
 The clear cases are refused (:class:`SheetError` naming row and column, or the file, and the fix;
 ``annotated`` shows the digits); the others come back as warnings (:class:`Flag`, listed in
@@ -45,9 +47,9 @@ from .sheet_reading import IMAGE_SUFFIXES, digit_mask, read_image
 INK_LEVEL = 128  # a pixel of a 28x28 digit counts as ink from this value
 INK_FLOOR = 80  # the median ink of a digit group counts as at least this (a plain 1 is short: extra flags vary much)
 MIN_GROUP = 4  # copies of a label needed to judge one of them against the others
-EXCESS_REFUSE = 0.85  # this much more ink than the writer's other copies, and ...
+EXCESS_REFUSE = 0.75  # this much more ink than the writer's other copies, and ...
 INK_REFUSE = 140  # ... at least this much ink in all (a plain 1 has 50): refused
-EXCESS_WARN = 0.4  # listed as a warning
+EXCESS_WARN = 0.45  # listed as a warning
 UNSURE = 0.6  # the model's top probability below this: it is unsure what the digit shows
 EDGE = 2  # page pixels: a box this close to the page's edge touches it
 SHORT = 0.85  # a digit at the edge shorter than this share of the sheet's median height is cut off
@@ -89,8 +91,16 @@ def probabilities(model, digits: list[Digit]) -> np.ndarray:
 
 
 def ink_amounts(images: np.ndarray) -> np.ndarray:
-    """Ink pixels of each 28x28 image (every stroke has MNIST's width there, so this measures stroke length)."""
-    return (np.asarray(images) >= INK_LEVEL).reshape(len(images), -1).sum(1)
+    """The length of the strokes of each 28x28 digit, as ink pixels of the digit made 20 pixels tall.
+
+    Every stroke has MNIST's width in the 28x28 image, so its ink pixels measure stroke length; the
+    digit's longer side is 20 pixels there, so a wide piece (two digits merged into one cell) is
+    shrunk: dividing by its height (at least 8 pixels) undoes that.
+    """
+    ink = np.asarray(images) >= INK_LEVEL
+    rows = ink.any(2)
+    heights = np.array([np.ptp(np.nonzero(r)[0]) + 1 if r.any() else 20 for r in rows])
+    return ink.reshape(len(ink), -1).sum(1) * 20.0 / np.clip(heights, 8, 20)
 
 
 def _vectors(images: np.ndarray) -> np.ndarray:
@@ -219,17 +229,22 @@ def folder_flags(digits: list[Digit], probs: np.ndarray) -> list[Flag]:
         flags[i] = _flag(digits[i], probs, i, reason, refused, True)
     vectors = _vectors(images)
     present = set(labels.tolist())
+    misfiled = {}  # index -> (read as, probability, likeness margin)
     for i, d in enumerate(digits):
         b = int(np.argmax(probs[i]))
         p = float(probs[i][b])
         if b == d.label or b not in present or p < FILED_WARN:
             continue
         margin = _likeness(vectors, i, np.where(labels == b)[0]) - _likeness(vectors, i, np.where(labels == d.label)[0])
-        if margin < LOOKS_LIKE:
-            continue  # the writer's own way of writing its label: the model reads it poorly, nothing is wrong
-        refused = p >= FILED_REFUSE and margin >= FILED_LOOKS_LIKE
+        if margin >= LOOKS_LIKE:  # else: the writer's own way of writing its label, which the model reads poorly
+            misfiled[i] = (b, p, margin)
+    for i, (b, p, margin) in misfiled.items():
+        d = digits[i]
+        partners = [digits[j].source for j, (bj, _, _) in misfiled.items() if labels[j] == b and bj == d.label]
+        refused = (p >= FILED_REFUSE and margin >= FILED_LOOKS_LIKE) or bool(partners)
         reason = (f"filed under {d.label}/ but the pre-trained model reads it as {b} at {p:.2f}, and it looks more "
-                  f"like the images in {b}/ than like the others in {d.label}/")
+                  f"like the images in {b}/ than like the others in {d.label}/"
+                  + (f" (and '{partners[0]}' in {b}/ looks like a {d.label}: the two exchanged?)" if partners else ""))
         if i in flags:
             flags[i].reason += "; " + reason
             flags[i].refused = flags[i].refused or refused
