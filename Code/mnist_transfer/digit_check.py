@@ -31,7 +31,7 @@ Measured with the shipped pre-trained model (``tests/test_digit_check.py`` holds
   measured as if as tall as the others, for digits :data:`WIDE`: 0.80 (a flat 0).
 * The real scans of ``Code/data/real_sheets`` (11 sheets, 974 digits): 0 refused, 22 listed (at
   most 4 on a sheet); largest excess 0.63, 0.79 for a wide, loopy 9. The shipped sample sheet: 0
-  flags. ``Code/data/second_dataset`` (157 images): 0 flags.
+  flags. ``Code/data/second_dataset`` (157 images): 0 refused, 1 listed.
 * Refusal thresholds against those maxima: :data:`EXCESS_REFUSE` 0.75 with at least
   :data:`INK_REFUSE` ink (real digits with that much ink: at most 0.50), :data:`WIDE_REFUSE` 0.90.
 * Hostile digits from the same ink: an X drawn with the digit's own pen over a real 2, 3, 7, 5
