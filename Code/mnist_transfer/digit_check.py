@@ -59,6 +59,7 @@ from .sheet_reading import IMAGE_SUFFIXES, digit_mask, read_image
 INK_LEVEL = 128  # a pixel of a 28x28 digit counts as ink from this value
 INK_FLOOR = 80  # the median ink of a digit group counts as at least this (a plain 1 is short: extra flags vary much)
 WIDE = 1.4  # this many times as wide for its height as the writer's other copies: maybe two digits in one cell
+WIDE_RAW = 0.15  # ... and at least this much more ink even as it is (shrunk to fit 20 pixels)
 WIDE_REFUSE = 0.9  # a wide digit is refused from this excess (measured as if as tall as the others)
 MIN_GROUP = 4  # copies of a label needed to judge one of them against the others
 EXCESS_REFUSE = 0.75  # this much more ink than the writer's other copies, and ...
@@ -150,8 +151,9 @@ def ink_excess(images: np.ndarray, labels: np.ndarray, groups: np.ndarray | None
                wide_out: list | None = None) -> np.ndarray:
     """Each digit's ink beyond the median of its group (same label, same sheet or folder), as a share.
 
-    A digit at least :data:`WIDE` times as wide (for its height) as the group's median is measured as if
-    it were as tall as the others (:func:`ink_amounts` ``per_height``): two digits in one cell (their
+    A digit at least :data:`WIDE` times as wide (for its height) as the group's median, with at least
+    :data:`WIDE_RAW` more ink already, is measured as if it were as tall as the others
+    (:func:`ink_amounts` ``per_height``): two digits in one cell (their
     indices are appended to ``wide_out``). NaN where the group has fewer than :data:`MIN_GROUP` copies
     (nothing to compare with).
     """
@@ -165,12 +167,13 @@ def ink_excess(images: np.ndarray, labels: np.ndarray, groups: np.ndarray | None
         members = np.where((groups == key[0]) & (labels == key[1]))[0]
         if len(members) < MIN_GROUP:
             continue
-        wide = aspect[members] >= WIDE * float(np.median(aspect[members]))
+        median = float(np.median(ink[members]))
+        raw = (ink[members] - median) / max(median, INK_FLOOR)
+        # wide, and more ink even as it is shrunk: two digits in one cell (a flat digit alone has less ink)
+        wide = (aspect[members] >= WIDE * float(np.median(aspect[members]))) & (raw >= WIDE_RAW)
         if wide_out is not None:
             wide_out.extend(members[wide].tolist())
-        amount = np.where(wide, tall[members], ink[members])
-        median = float(np.median(ink[members]))
-        excess[members] = (amount - median) / max(median, INK_FLOOR)
+        excess[members] = np.where(wide, (tall[members] - median) / max(median, INK_FLOOR), raw)
     return excess
 
 

@@ -138,11 +138,11 @@ def read_checked_sheet(image: np.ndarray, layout: SheetLayout, model, source: st
     """
     result, check = _read_oriented(image, layout, model, source, accept_implausible)
     check.flagged = digit_check.check_sheet(result, check.layout or layout, model, source)
-    if check.flagged:
-        result.notes.append(f"{source}: {len(check.flagged)} digit{'s' if len(check.flagged) > 1 else ''} to look at "
-                            "(written with the layout's label): "
-                            + "; ".join(f"{f.where} (labelled {f.label}, read as {f.read_as} at {f.confidence:.2f}): "
-                                        f"{f.reason}" for f in check.flagged))
+    if check.flagged:  # said in the check's message (the notes say what was corrected or ignored)
+        check.message += (f"; {len(check.flagged)} digit{'s' if len(check.flagged) > 1 else ''} to look at (written "
+                          "with the layout's label): "
+                          + "; ".join(f"{f.where} (labelled {f.label}, read as {f.read_as} at {f.confidence:.2f}): "
+                                      f"{f.reason}" for f in check.flagged))
     return result, check
 
 
