@@ -117,11 +117,36 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (x - MNIST_MEAN) / MNIST_STD
 
 
+def flattened(img: Image.Image) -> Image.Image:
+    """An image with transparency composited onto white paper (``RGB``; others returned as they are).
+
+    Tablet and drawing apps save digits as PNGs whose ink may be only in the alpha channel (every
+    pixel black, the strokes opaque): without this they read as one black square, or as blank.
+    """
+    if img.mode in ("P", "PA") and ("transparency" in img.info or img.mode == "PA"):
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(paper, rgba).convert("RGB")
+    return img
+
+
+def read_flattened(path) -> np.ndarray:
+    """Any image file as uint8 BGR (as OpenCV reads it), with transparency composited onto white
+    (see :func:`flattened`); ``OSError``/``ValueError`` when it is not a readable image."""
+    with Image.open(path) as img:
+        img.load()
+        rgb = np.asarray(flattened(img).convert("RGB"), dtype=np.uint8)
+    return np.ascontiguousarray(rgb[..., ::-1])
+
+
 def _grayscale_loader(path: str) -> np.ndarray:
-    """A dataset image as uint8 grayscale; a file that is not a readable image is named with the fix."""
+    """A dataset image as uint8 grayscale (transparency flattened onto white); a file that is not a readable
+    image is named with the fix."""
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("L"), dtype=np.uint8)
+            return np.asarray(flattened(img).convert("L"), dtype=np.uint8)
     except (OSError, ValueError, SyntaxError) as err:  # PIL: UnidentifiedImageError, truncated files
         raise DataError(f"{path} cannot be read as an image ({type(err).__name__}: {err}). Delete it, or re-run "
                         "notebook 01 to write the dataset again.") from None

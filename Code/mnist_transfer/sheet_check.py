@@ -8,27 +8,35 @@ shipped pre-trained model can: on a correctly labelled sheet it agrees with most
 
 :func:`read_checked_sheet` therefore reads a sheet, measures the model's agreement, and when it
 is implausibly low (below :data:`PLAUSIBLE`) reads the sheet again turned by 90, 180 and 270
-degrees, each with the layout as given and transposed. If one reading is clearly plausible it
-is used and the correction is said (``result.notes``); otherwise the sheet is refused with the
-likely cause, unless ``accept_implausible=True``. Labels always come from the layout, never
-from the model: the model only decides whether the layout fits the photo.
+degrees, each with the layout as given and transposed, and then mirrored back (a photo flipped left
+to right or upside down, as some front cameras and scanning apps save it). If one reading is
+clearly plausible it is used and the correction is said (``result.notes``; a mirrored photo is
+named "mirrored"); otherwise the sheet is refused with the likely cause, unless
+``accept_implausible=True``. Labels always come from the layout, never from the model: the model
+only decides whether the layout fits the photo.
+
+Then every digit is checked on its own by :mod:`.digit_check` (crossed out, scribbled over, cut
+off at the page's edge, swapped with a neighbour; for folders: filed under another digit's
+folder): the clear cases are refused naming the row and column (or the file), the others are
+listed in ``Check.flagged``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from . import evaluation, paths
+from . import digit_check, evaluation, paths
 from .sheet_reading import Digit, SheetError, SheetLayout, SheetResult, process_sheet, process_sheets
 
 PLAUSIBLE = 0.45  # chance is 10%; a correctly labelled real writer the model reads poorly: about 60%
 BETTER_BY = 0.25  # a corrected reading must beat the one as given by this much
 ROTATIONS = {0: None, 90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+MIRRORS = {"": None, "left-right": 1, "up-down": 0}  # cv2.flip codes: flip around the vertical / horizontal axis
 
 
 @dataclass
@@ -42,6 +50,9 @@ class Check:
     corrected: bool = False
     accepted: bool = True
     message: str = ""
+    mirrored: str = ""  # "left-right" or "up-down": the photo was mirrored and was read flipped back
+    flagged: list = field(default_factory=list)  # digit_check.Flag: digits to look at (row, col, file, label,
+    # read_as, confidence, reason); the clear cases never get here, they are refused
 
 
 def model_predictions(model, digits: list[Digit]) -> np.ndarray:
@@ -80,21 +91,33 @@ def label_pattern(digits: list[Digit], predicted: np.ndarray) -> str:
             f"{', '.join(map(str, mapping.values()))}")
 
 
-def _turned(image: np.ndarray, rotation: int) -> np.ndarray:
+def _turned(image: np.ndarray, rotation: int, mirror: str = "") -> np.ndarray:
+    """The image flipped back (``mirror``), then turned by ``rotation`` degrees clockwise."""
+    if MIRRORS[mirror] is not None:
+        image = cv2.flip(image, MIRRORS[mirror])
     return image if ROTATIONS[rotation] is None else cv2.rotate(image, ROTATIONS[rotation])
 
 
 def _alternatives(layout: SheetLayout):
-    """Every other (rotation, layout) to try: turned by 90/180/270 degrees, layout as given or transposed."""
+    """Every other (rotation, mirror, layout) to try: turned by 90/180/270 degrees, layout as given or
+    transposed; then mirrored back (left-right or up-down, and left-right with a quarter turn: together
+    every mirror image of the sheet)."""
     layouts = [layout] if layout.transposed() == layout else [layout, layout.transposed()]
     for rotation in (180, 90, 270, 0):  # upside down is the most common mistake
         for candidate in layouts:
             if (rotation, candidate) != (0, layout):
-                yield rotation, candidate
+                yield rotation, "", candidate
+    for rotation, mirror in ((0, "left-right"), (0, "up-down"), (90, "left-right"), (270, "left-right")):
+        for candidate in layouts:
+            yield rotation, mirror, candidate
 
 
-def _how(rotation: int, layout: SheetLayout, given: SheetLayout) -> str:
+def _how(rotation: int, layout: SheetLayout, given: SheetLayout, mirror: str = "") -> str:
     parts = []
+    if mirror:
+        parts.append(f"flipped back {mirror} (the photo is mirrored{' left to right' if mirror == 'left-right' else ' upside down'}"
+                     ": turn off the mirroring of a front camera or scanning app, or flip the image back before "
+                     "saving it)")
     if rotation:
         parts.append(f"turned by {rotation} degrees clockwise" + (" (the photo was upside down)" if rotation == 180 else ""))
     if layout != given:
@@ -104,12 +127,28 @@ def _how(rotation: int, layout: SheetLayout, given: SheetLayout) -> str:
 
 def read_checked_sheet(image: np.ndarray, layout: SheetLayout, model, source: str = "sheet",
                        accept_implausible: bool = False) -> tuple[SheetResult, Check]:
-    """Read one sheet and check its labels with ``model``; correct a turned photo or transposed layout.
+    """Read one sheet and check its labels with ``model``; correct a turned or mirrored photo or a transposed layout.
 
     Raises :class:`SheetError` when the sheet cannot be read in any orientation, or when the
     model rejects its labels wholesale and no orientation is clearly better (unless
-    ``accept_implausible``; the result then carries a warning in ``notes``).
+    ``accept_implausible``; the result then carries a warning in ``notes``), or when a single
+    digit is clearly not one clean copy of its label (:func:`.digit_check.check_sheet`: naming
+    "row R, column C", with the digits circled in ``annotated``). The digits to look at that are
+    not refused are listed in ``Check.flagged``.
     """
+    result, check = _read_oriented(image, layout, model, source, accept_implausible)
+    check.flagged = digit_check.check_sheet(result, check.layout or layout, model, source)
+    if check.flagged:  # said in the check's message (the notes say what was corrected or ignored)
+        check.message += (f"; {len(check.flagged)} digit{'s' if len(check.flagged) > 1 else ''} to look at (written "
+                          "with the layout's label): "
+                          + "; ".join(f"{f.where} (labelled {f.label}, read as {f.read_as} at {f.confidence:.2f}): "
+                                      f"{f.reason}" for f in check.flagged))
+    return result, check
+
+
+def _read_oriented(image: np.ndarray, layout: SheetLayout, model, source: str,
+                   accept_implausible: bool) -> tuple[SheetResult, Check]:
+    """:func:`read_checked_sheet` without the per-digit check."""
     first_error = None
     try:
         result = process_sheet(image, layout, source=source)
@@ -122,23 +161,23 @@ def read_checked_sheet(image: np.ndarray, layout: SheetLayout, model, source: st
         return result, Check(source, score, 0, layout, message=f"{source}: the pre-trained model reads "
                                                                f"{100 * score:.0f}% of the digits as labelled")
     best = None
-    for rotation, candidate in _alternatives(layout):
+    for rotation, mirror, candidate in _alternatives(layout):
         try:
-            other = process_sheet(_turned(image, rotation), candidate, source=source)
+            other = process_sheet(_turned(image, rotation, mirror), candidate, source=source)
         except SheetError:
             continue
         other_score, _ = agreement(model, other.digits)
         if best is None or other_score > best[0]:
-            best = (other_score, rotation, candidate, other)
+            best = (other_score, rotation, mirror, candidate, other)
         if other_score >= 0.8:  # clearly the right way round: no need to try the rest
             break
     if best is not None and best[0] >= PLAUSIBLE and best[0] >= max(score, 0.0) + BETTER_BY:
-        other_score, rotation, candidate, other = best
+        other_score, rotation, mirror, candidate, other = best
         as_given = f"{100 * score:.0f}% as photographed" if score >= 0 else "it could not be read as photographed"
-        note = (f"{source}: read {_how(rotation, candidate, layout)}: the pre-trained model then reads "
+        note = (f"{source}: read {_how(rotation, candidate, layout, mirror)}: the pre-trained model then reads "
                 f"{100 * other_score:.0f}% of the digits as labelled ({as_given}).")
         other.notes.append(note)
-        return other, Check(source, other_score, rotation, candidate, corrected=True, message=note)
+        return other, Check(source, other_score, rotation, candidate, corrected=True, message=note, mirrored=mirror)
     if first_error is not None:
         raise first_error
     tried = f"{100 * best[0]:.0f}%" if best is not None else "no other reading fits the layout"
@@ -149,7 +188,8 @@ def read_checked_sheet(image: np.ndarray, layout: SheetLayout, model, source: st
               "too blurred or cut badly to show the digits")
     message = (f"{source}: the pre-trained model reads only {100 * score:.0f}% of the digits as the labels the "
                f"layout ({layout.describe()}) gives them; chance is 10%, and even a writer the model reads poorly "
-               f"gets about 60%. Turned by 90, 180 or 270 degrees or with the layout transposed, the best is "
+               f"gets about 60%. Turned by 90, 180 or 270 degrees, mirrored back, or with the layout transposed, "
+               f"the best is "
                f"{tried}. Likely cause: {causes}.")
     if not accept_implausible:
         raise SheetError(message + " Nothing was written. Correct the layout in the parameters cell; if you are "
@@ -178,7 +218,19 @@ def read_checked_sheets(sheets: list[tuple[Path, SheetLayout]], model, accept_im
 
 
 def check_digits(digits: list[Digit], model, source: str, accept_implausible: bool = False) -> Check:
-    """The same check for a folder of cut digits (labelled by folder): refuse labels the model rejects wholesale."""
+    """The same check for a folder of cut digits (labelled by folder): refuse labels the model rejects wholesale,
+    then check every image on its own (:func:`.digit_check.check_folder`: a clear case is refused naming the
+    file, e.g. an image "filed under" the wrong folder; the others are listed in ``Check.flagged``)."""
+    check = _check_folder_labels(digits, model, source, accept_implausible)
+    check.flagged = digit_check.check_folder(digits, model, source)
+    if check.flagged:
+        check.message += (f"; {len(check.flagged)} image{'s' if len(check.flagged) > 1 else ''} to look at: "
+                          + "; ".join(f"{f.where} (labelled {f.label}, read as {f.read_as} at {f.confidence:.2f}): "
+                                      f"{f.reason}" for f in check.flagged))
+    return check
+
+
+def _check_folder_labels(digits: list[Digit], model, source: str, accept_implausible: bool) -> Check:
     score, predicted = agreement(model, digits)
     message = f"{source}: the pre-trained model reads {100 * score:.0f}% of the digits as labelled"
     if score >= PLAUSIBLE:
