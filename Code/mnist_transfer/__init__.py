@@ -20,6 +20,7 @@ only modules above it in this list (no cycles):
 * :mod:`.model`            the compact CNN, its named stages, freezing, checkpoint I/O
 * :mod:`.parameters`       every notebook's parameters cell checked in one place, each wrong value named
 * :mod:`.evaluation`       predictions, evaluation records, the sealed test set
+* :mod:`.digit_check`      each digit before writing: crossed out, scribbled, cut off, swapped, misfiled (refused or listed)
 * :mod:`.sheet_check`      the pre-trained model's plausibility check of a sheet's labels before writing
 * :mod:`.heldout`          the sample writer's other digits, evaluated once per final model
 * :mod:`.training`         seeding, augmentation, pre-training, one fine-tuning run
