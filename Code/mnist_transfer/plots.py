@@ -276,7 +276,7 @@ def plot_lr_sweep(table: pd.DataFrame, ranges: pd.DataFrame | None = None, ax=No
         if ranges is not None:
             r = ranges[ranges.n_last == n_last].iloc[0]
             ax.plot([r.lr_low, r.lr_high], [floor + 2 + 3.5 * i] * 2, color=line.get_color(), lw=4,
-                    solid_capstyle="butt")
+                    solid_capstyle="butt", marker="s", ms=4)  # a single rate shows as a square
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (Adam, constant)")
     ax.set_ylabel("held-out accuracy (%)")
