@@ -316,6 +316,14 @@ def test_regenerating_the_report_updates_its_numbers(tmp_path):
     assert f"misreads {int((~frame.correct).sum())} of the 20 own test images" in text
 
 
+def test_readme_quotes_the_full_sweeps_measured_time(everything):
+    sweep = everything["sweep"]
+    if sweep is None:
+        pytest.skip("no committed full sweep")
+    readme = (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"runs and saves all of it (two writers at a time): {round(sweep['summary']['seconds'])} s" in readme
+
+
 def test_readme_quotes_the_measured_pretraining_figures():
     metrics = json.loads(paths.PRETRAINED_METRICS.read_text(encoding="utf-8"))
     readme = (paths.PROJECT_ROOT / "README.md").read_text(encoding="utf-8")

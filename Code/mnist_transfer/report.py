@@ -232,6 +232,7 @@ def sweep_data(sweep: dict | None) -> dict | None:
     return {"writers": len(summary["sweep"]["writers"]), "seeds": len(summary["sweep"]["seeds"]),
             "lrs": summary["sweep"]["lrs"], "runs": summary["runs"], "seconds": summary["seconds"],
             "mnist_images": sweeps.MNIST_IMAGES, "within": summary["within"],
+            "heldout_min": int(runs.heldout_total.min()), "heldout_max": int(runs.heldout_total.max()),
             "ranges": {str(r["n_last"]): r for r in summary["stable_ranges"]},
             "depth": {str(r["n_last"]): r for r in summary["depth"]},
             "at_top": {str(n): float(top.loc[n, "heldout_acc"]) for n in top.index}}
