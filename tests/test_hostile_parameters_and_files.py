@@ -48,6 +48,9 @@ from mnist_transfer.parameters import ParameterError
     ("EPOCHS", 0, "EPOCHS must be a positive whole number"),
     ("GALLERY_IMAGES", -1, "GALLERY_IMAGES must be a positive whole number"),
     ("FULL", "yes", "FULL must be True or False; got 'yes'"),
+    ("SWEEP", "all", 'SWEEP must be "subset" or "full"'),
+    ("DIGIT_FOLDER", "no such folder", "DIGIT_FOLDER must be None, or an existing folder of cut digits"),
+    ("DIGIT_FOLDER", 3, "got 3"),
     ("TRICKS", {"augment": [False]}, "TRICKS must be a dict with the keys 'augment', 'body_lr_factor'"),
     ("TRICKS", {"augment": [False], "body_lr_factor": [-1.0]}, "TRICKS['body_lr_factor'] must be a non-empty list"),
 ])
@@ -88,7 +91,7 @@ def test_every_notebook_checks_every_value_of_its_parameters_cell(notebook):
     """The cell after the parameters cell checks each parameter by name (the sheets themselves are checked by the reader)."""
     cells = nbformat.read(notebook, as_version=4).cells
     at = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
-    assigned = set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cells[at].source, flags=re.M)) - {"SHEETS", "DIGIT_FOLDER"}
+    assigned = set(re.findall(r"^([A-Z][A-Z0-9_]*)\s*=", cells[at].source, flags=re.M)) - {"SHEETS"}
     checked = set(re.findall(r"\b([A-Z][A-Z0-9_]*)=\1\b", cells[at + 1].source))
     assert "parameters.check(" in cells[at + 1].source
     assert assigned == checked, f"not checked: {assigned - checked}; checked but not a parameter: {checked - assigned}"

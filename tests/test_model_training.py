@@ -179,6 +179,7 @@ def test_wilson_interval_known_values():
     assert low == pytest.approx(0.5313, abs=1e-3) and high == pytest.approx(0.8881, abs=1e-3)
     with pytest.raises(ValueError):
         stats.wilson_interval(3, 2)
+    assert all(stats.wilson_interval(n, n)[1] == 1.0 and stats.wilson_interval(0, n)[0] == 0.0 for n in range(1, 1001))
 
 
 def test_per_class_metrics_on_a_small_example():

@@ -11,7 +11,9 @@ epochs) or crash deep inside NumPy or PyTorch.
 from __future__ import annotations
 
 import math
+import os
 import numbers
+from pathlib import Path
 
 from .model import STAGES
 
@@ -76,6 +78,8 @@ RULES = {
     "N_LAST_VALUES": (f"whole numbers from 2 to {len(STAGES)} (trainable stages: {', '.join(STAGES)})", _n_last, True),
     "GALLERY_IMAGES": ("a positive whole number (images per gallery)", _positive_int, False),
     "FULL": ("True or False", _bool, False),
+    "DIGIT_FOLDER": ("None, or an existing folder of cut digits (<folder>/<digit>/*.png), as a Path or a string",
+                     lambda v: v is None or (isinstance(v, (str, os.PathLike)) and Path(v).is_dir()), False),
     "SWEEP": ('"subset" or "full"', lambda v: v in ("subset", "full"), False),
     "WRITERS": ('"all" or a non-empty list of distinct writer names (e.g. ["W01", "W02"])', _writers, False),
     "RETRAIN": ("True or False", _bool, False),

@@ -19,7 +19,9 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, f
     denom = 1 + z * z / total
     centre = (p + z * z / (2 * total)) / denom
     half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low, high = max(0.0, centre - half), min(1.0, centre + half)
+    # at 0 or all correct the bound is exactly 0 or 1 (the formula lands an ulp short: 0.9999999999999999)
+    return (0.0 if correct == 0 else low), (1.0 if correct == total else high)
 
 
 def accuracy_summary(y_true, y_pred) -> dict:
