@@ -193,8 +193,8 @@ def _too_many(r: int, digits: list[Piece], wanted: int, columns: Columns | None 
             what = f"the least like the row's digits ({scores[i][1]})"
         out.append((d.box, f"row {r + 1}, column {i + 1}: {extra} mark(s) too many in this row ({len(digits)} where "
                            f"the layout has {wanted}); the one at column {i + 1} (x={d.box[0]}) is {what} - a stray "
-                           "mark, two digits in one cell, or a digit in pieces far apart? Erase the mark, or rewrite "
-                           "the digit"))
+                           "mark, a digit crossed out or scribbled over, two digits in one cell, or a digit in pieces "
+                           "far apart? Erase the mark, or rewrite the digit"))
     return out
 
 

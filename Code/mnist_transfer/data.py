@@ -127,6 +127,11 @@ def flattened(img: Image.Image) -> Image.Image:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "La", "RGBa"):
         rgba = img.convert("RGBA")
+        array = np.asarray(rgba, dtype=np.float32)
+        from .page import ink_only_in_alpha
+
+        if ink_only_in_alpha(array[..., :3], array[..., 3] / 255.0):  # one colour (white, say) everywhere
+            return Image.fromarray(np.clip(255.0 - array[..., 3] + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(paper, rgba).convert("RGB")
     return img

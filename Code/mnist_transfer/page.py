@@ -53,7 +53,19 @@ def flatten_alpha(image: np.ndarray) -> np.ndarray:
     top = float(np.iinfo(image.dtype).max) if image.dtype.kind in "ui" else 1.0
     colour = image[..., :3].astype(np.float32) * (255.0 / top)
     alpha = image[..., 3:].astype(np.float32) / top
+    if ink_only_in_alpha(colour, alpha[..., 0]):  # e.g. white everywhere: composited it would be blank
+        return np.repeat(np.clip(255.0 * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8), 3, axis=2)
     return np.clip(colour * alpha + 255.0 * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+
+
+def ink_only_in_alpha(colour: np.ndarray, alpha: np.ndarray) -> bool:
+    """Whether an image's strokes are only in its alpha channel (0..1): partly transparent, partly opaque, and
+    one colour (0..255) wherever it is drawn. Such ink is drawn dark on white, whatever the colour (a white
+    pen saved by a drawing app would otherwise vanish on white paper)."""
+    drawn = alpha > 0.5
+    if drawn.all() or not drawn.any() or (alpha < 0.5).sum() == 0:
+        return False
+    return float(colour[drawn].std(axis=0).max()) < 8.0
 
 
 def exposure_problem(gray: np.ndarray) -> str | None:

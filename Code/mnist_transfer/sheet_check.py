@@ -100,11 +100,16 @@ def _turned(image: np.ndarray, rotation: int, mirror: str = "") -> np.ndarray:
 
 def _alternatives(layout: SheetLayout):
     """Every other (rotation, mirror, layout) to try: turned by 90/180/270 degrees, layout as given or
-    transposed; then mirrored back (left-right or up-down, and left-right with a quarter turn: together
+    transposed (turned by a quarter also transposed with its digits reversed); then mirrored back (left-right or up-down, and left-right with a quarter turn: together
     every mirror image of the sheet)."""
     layouts = [layout] if layout.transposed() == layout else [layout, layout.transposed()]
+    # Turned by a quarter, the rows of one orientation are the columns of the other read from the far end: a
+    # sideways photo described as it shows (rows of 9s down to 0s) is upright with each row 0..9, the transposed
+    # layout's digits reversed.
+    flipped = [SheetLayout(rows=t.rows, cols=t.cols, order=t.order, digits=tuple(reversed(t.digits)))
+               for t in layouts[1:] if len(set(t.digits)) > 1]
     for rotation in (180, 90, 270, 0):  # upside down is the most common mistake
-        for candidate in layouts:
+        for candidate in layouts + (flipped if rotation in (90, 270) else []):
             if (rotation, candidate) != (0, layout):
                 yield rotation, "", candidate
     for rotation, mirror in ((0, "left-right"), (0, "up-down"), (90, "left-right"), (270, "left-right")):
