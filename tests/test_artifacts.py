@@ -272,6 +272,9 @@ def test_report_sweep_and_forgetting_claims_agree_with_the_saved_runs(report_tex
     assert verdict in text
     assert (f"the last layer still reads {_pct(top[1])} of the held-out digits, the last {n} stages {_pct(top[n])} "
             f"and the whole network {_pct(top[5])}") in text
+    late = sweeps.oscillation(sweep["runs"]).set_index(["n_last", "lr"]).late_range
+    assert (f"moves by {100 * late[(1, 0.1)]:.1f} points on average with the last layer, {100 * late[(n, 0.1)]:.1f} "
+            f"points with the last {n} stages and {100 * late[(5, 0.1)]:.1f} points with the whole network") in text
     listing = [_pct(depth.loc[k, "heldout_acc"]) for k in range(1, 6)]
     assert f"n = 1 to 5 is {', '.join(listing[:-1])} and {listing[-1]}" in text
     mnist = [_pct(depth.loc[k, "mnist_acc"]) for k in range(1, 6)]

@@ -328,3 +328,12 @@ def plot_sweep_curves(curves: pd.DataFrame, writer: str, axes=None):
     axes[0].legend(fontsize=7)
     axes[0].figure.tight_layout()
     return axes[0].figure
+
+
+def show_picture(picture: np.ndarray, width: float = 10.0):
+    """Show a BGR picture (an annotated page, a gallery of digits) at ``width`` inches, without axes."""
+    fig = plt.figure(figsize=(width, max(1.5, width * picture.shape[0] / max(1, picture.shape[1]))))
+    plt.imshow(picture[..., ::-1] if picture.ndim == 3 else picture, cmap=None if picture.ndim == 3 else "gray")
+    plt.axis("off")
+    plt.show()
+    return fig

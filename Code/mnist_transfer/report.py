@@ -235,7 +235,9 @@ def sweep_data(sweep: dict | None) -> dict | None:
             "heldout_min": int(runs.heldout_total.min()), "heldout_max": int(runs.heldout_total.max()),
             "ranges": {str(r["n_last"]): r for r in summary["stable_ranges"]},
             "depth": {str(r["n_last"]): r for r in summary["depth"]},
-            "at_top": {str(n): float(top.loc[n, "heldout_acc"]) for n in top.index}}
+            "at_top": {str(n): float(top.loc[n, "heldout_acc"]) for n in top.index},
+            "late_range": {f"{r['n_last']}@{r['lr']:g}": float(r["late_range"])
+                           for r in sweeps.oscillation(runs).to_dict("records")}}
 
 
 def forgetting_data(results: dict) -> dict:
