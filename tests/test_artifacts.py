@@ -164,7 +164,8 @@ def _pdf_text_and_figure_page(pdf):
 @pytest.fixture(scope="module")
 def report_text():
     text, figures_at = _pdf_text_and_figure_page(paths.REPORT_PDF)
-    return re.sub(r"\s+", " ", re.sub(r"-\n", "-", text)), figures_at
+    # typst sets an apostrophe as ’: read back as the plain one the tests write
+    return re.sub(r"\s+", " ", re.sub(r"-\n", "-", text)).replace("’", "'"), figures_at
 
 
 def test_report_has_at_most_two_text_pages_and_the_four_accuracies(report_text, everything):
@@ -250,6 +251,23 @@ def test_report_sweep_and_forgetting_claims_agree_with_the_saved_runs(report_tex
     assert (f"the last-layer model reads {_pct(forget['last'], 2)} and the last-{n} model {_pct(forget['many'], 2)}"
             in text)
     assert f"reads {_pct(everything['baseline']['mnist_test']['accuracy'], 2)} of the 10,000 MNIST test images" in text
+    study = everything["study"]["study"] if "study" in (everything["study"] or {}) else None
+    if study is not None and "mnist_correct" in study:  # the writer study's final models, recounted per writer
+        acc = (study.mnist_correct / study.mnist_total).groupby([study.writer, study.model]).mean().unstack()
+        ci = {m: stats.mean_interval(acc[m].to_numpy(), bounds=(0, 1)) for m in acc}
+        change = {m: stats.mean_interval((acc[m] - acc["pre-trained"]).to_numpy()) for m in ("last layer", "last n layers")}
+
+        def ci_text(x):
+            return f"{100 * x['ci_low']:.1f} to {100 * x['ci_high']:.1f}"
+
+        def change_text(x):
+            return f"{'+' if x['mean'] > 0 else ''}{100 * x['mean']:.2f} points ({ci_text(x)})"
+
+        assert (f"read {_pct(ci['last layer']['mean'], 2)} ({ci_text(ci['last layer'])}) of the MNIST test images with "
+                f"the last layer and {_pct(ci['last n layers']['mean'], 2)} ({ci_text(ci['last n layers'])}) with the last "
+                f"{everything['study']['summary']['grids']['last n layers']['n_last_values'][0]} layers, against {_pct(ci['pre-trained']['mean'], 2)} before fine-tuning: a change of "
+                f"{change_text(change['last layer'])} and {change_text(change['last n layers'])}") in text
+        assert (study.mnist_total == 10000).all()
     sweep = everything["sweep"]
     if sweep is None:
         assert "learning-rate sweep on held-out digits" not in text
@@ -275,10 +293,41 @@ def test_report_sweep_and_forgetting_claims_agree_with_the_saved_runs(report_tex
     late = sweeps.oscillation(sweep["runs"]).set_index(["n_last", "lr"]).late_range
     assert (f"moves by {100 * late[(1, 0.1)]:.1f} points on average with the last layer, {100 * late[(n, 0.1)]:.1f} "
             f"points with the last {n} stages and {100 * late[(5, 0.1)]:.1f} points with the whole network") in text
-    listing = [_pct(depth.loc[k, "heldout_acc"]) for k in range(1, 6)]
-    assert f"n = 1 to 5 is {', '.join(listing[:-1])} and {listing[-1]}" in text
-    mnist = [_pct(depth.loc[k, "mnist_acc"]) for k in range(1, 6)]
+    def with_ci(k, mean, low, high):
+        row = depth.loc[k]
+        assert 0 <= row[low] <= row[mean] <= row[high] <= 1
+        return f"{_pct(row[mean])} ({100 * row[low]:.1f} to {100 * row[high]:.1f})"
+
+    listing = [with_ci(k, "heldout_acc", "ci_low", "ci_high") for k in range(1, 6)]
+    assert f"n = 1 to 5 is {', '.join(listing[:-1])} and {listing[-1]} (95% intervals across writers)" in text
+    mnist = [with_ci(k, "mnist_acc", "mnist_ci_low", "mnist_ci_high") for k in range(1, 6)]
     assert f"read {', '.join(mnist[:-1])} and {mnist[-1]} of 2,000 MNIST test images" in text
+    # each writer's own stable range, recounted here from the per-run rows (not through sweeps.writer_ranges)
+    final = sweeps.final_epoch(sweep["runs"])
+    curve = final.groupby(["writer", "n_last", "lr"]).heldout_acc.mean()
+    widths = {}
+    for (writer, k), c in curve.groupby(level=["writer", "n_last"]):
+        acc = c.droplevel(["writer", "n_last"]).sort_index()
+        best = acc.idxmax()
+        ok = (acc >= acc.max() - 0.01 - 1e-12).to_numpy()
+        lo = hi = list(acc.index).index(best)
+        while lo > 0 and ok[lo - 1]:
+            lo -= 1
+        while hi < len(ok) - 1 and ok[hi + 1]:
+            hi += 1
+        widths[writer, k] = float(np.log10(acc.index[hi] / acc.index[lo]))
+    widths = pd.Series(widths).unstack()
+
+    def width(k):
+        w = stats.mean_interval(widths[k].to_numpy(), bounds=(0, np.log10(final.lr.max() / final.lr.min())))
+        return f"{w['mean']:.1f} ({w['ci_low']:.1f} to {w['ci_high']:.1f})"
+
+    assert (f"ranges {width(1)} decades wide on average for the last layer, {width(n)} for the last {n} stages and "
+            f"{width(5)} for the whole network (95% intervals across writers)") in text
+    wider, narrower = int((widths[n] > widths[1] + 1e-9).sum()), int((widths[n] < widths[1] - 1e-9).sum())
+    same = len(widths) - wider - narrower
+    assert (f"range is wider than the last layer's for {wider} of the {len(widths)} writers, narrower for {narrower} "
+            f"and as wide for {same}") in text
     m = [depth.loc[k, "mnist_acc"] for k in range(1, 6)]
     verdicts = {"the more of the network moves, the more of MNIST it forgets": all(a >= b for a, b in zip(m, m[1:])),
                 "every depth beyond the classifier forgets more of MNIST than the classifier alone": False,
@@ -289,6 +338,16 @@ def test_report_sweep_and_forgetting_claims_agree_with_the_saved_runs(report_tex
         verdicts["here forgetting does not grow with the depth fine-tuned"] = True
     for sentence, true in verdicts.items():
         assert (sentence in text) == true, sentence
+    if study is not None and "mnist_correct" in study:
+        grid = everything["study"]["summary"]["grids"]["last n layers"]
+        top, sn = max(grid["lrs"]), grid["n_last_values"][0]
+        at = table[(table.n_last == sn) & (table.lr == top)].mnist_acc
+        said = "How much is forgotten follows the learning rate" in text
+        assert said == (len(at) == 1 and depth.loc[sn, "lr_chosen_on_val"] != top)
+        if said:
+            assert (f"stops at {top:g}, where the sweep's models read {_pct(at.iloc[0])} of MNIST, against "
+                    f"{_pct(depth.loc[sn, 'mnist_acc'])} at the rate validation prefers in the sweep, "
+                    f"{depth.loc[sn, 'lr_chosen_on_val']:g}") in text
 
 
 def test_report_claims_about_tuning_agree_with_the_grids(report_text, everything):
@@ -427,8 +486,8 @@ def test_report_says_whether_there_are_heldout_digits_and_whose(report_text, eve
     text, _ = report_text
     whose = _whose_heldout(everything)
     assert ("No held-out digits." in text) == (whose is None)
-    assert ("Held-out digits of the writer’s own." in text) == (whose == "own")
-    assert ("The same writer’s other digits." in text) == (whose == "sample")
+    assert ("Held-out digits of the writer's own." in text) == (whose == "own")
+    assert ("The same writer's other digits." in text) == (whose == "sample")
 
 
 def test_report_dataset_section_describes_what_was_given(report_text, everything, manifest):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mnist_transfer import evaluation, handwriting, plots, training
+from mnist_transfer import data as data_mod
+from mnist_transfer import evaluation, handwriting, plots, stats, training
 from mnist_transfer import writer_study as ws
 
 TINY = {
@@ -46,7 +47,8 @@ def tiny(pretrained):
     with pytest.MonkeyPatch.context() as mp:
         spy = Spy(mp)
         start = time.perf_counter()
-        out = ws.run_study(writers=WRITERS, split_seeds=(0,), grids=TINY, pretrained=pretrained, progress=False)
+        out = ws.run_study(writers=WRITERS, split_seeds=(0,), grids=TINY, pretrained=pretrained, progress=False,
+                           mnist_images=500)
         out["wall"] = time.perf_counter() - start
     out["events"] = spy.events
     return out
@@ -205,9 +207,9 @@ def test_rank_ties_are_exact_and_broken_by_validation_loss():
 
 
 def test_t_quantile_matches_tables():
-    assert ws.t_quantile(0.975, 9) == pytest.approx(2.262157, abs=1e-4)
-    assert ws.t_quantile(0.975, 4) == pytest.approx(2.776445, abs=1e-4)
-    assert ws.t_quantile(0.975, 1) == pytest.approx(12.7062, abs=2e-3)
+    assert stats.t_quantile(0.975, 9) == pytest.approx(2.262157, abs=1e-4)
+    assert stats.t_quantile(0.975, 4) == pytest.approx(2.776445, abs=1e-4)
+    assert stats.t_quantile(0.975, 1) == pytest.approx(12.7062, abs=2e-3)
 
 
 def _synthetic_study(seed=0, writers=5, seeds=2):
@@ -269,3 +271,38 @@ def test_save_and_load_round_trip(tiny, tmp_path):
 
 def test_tiny_study_is_fast(tiny):
     assert tiny["wall"] < 15
+
+
+def test_every_final_model_is_scored_on_mnist_and_the_pretrained_count_is_recomputed(tiny, pretrained):
+    study = tiny["study"]
+    assert (study.mnist_total == 500).all() and study.mnist_correct.between(0, 500).all()
+    x, y = data_mod.load_mnist("test")
+    pick = np.sort(np.random.default_rng(0).permutation(len(y))[:500])
+    correct = int((evaluation.predict(pretrained, x[pick]).argmax(1) == y[pick]).sum())
+    assert (study.loc[study.model == "pre-trained", "mnist_correct"] == correct).all()
+    summary = ws.study_summary(study)
+    assert set(summary) == {"heldout", "own_test", "mnist"}
+    assert "MNIST test (10,000)" in set(ws.gains_table(summary)["evaluated on"])
+
+
+def test_agreement_needs_the_same_choices_and_counts_within_two_images(tiny):
+    study = tiny["study"]
+    assert ws.agreement(study, study) == {"rows": len(study), "found": len(study), "same_choices": len(study),
+                                          "max_difference": 0, "agree": True}
+    off = study.copy()
+    off.loc[off.index[1], "heldout_correct"] += 2
+    assert ws.agreement(study, off)["agree"] and ws.agreement(study, off)["max_difference"] == 2
+    off.loc[off.index[1], "mnist_correct"] += 3
+    assert not ws.agreement(study, off)["agree"]
+    other = study.copy()
+    row = other.index[other.model == "last layer"][0]
+    other.loc[row, "hyperparameters"] = other.loc[row, "hyperparameters"].replace('"lr": ', '"lr": 1')
+    check = ws.agreement(study, other)
+    assert not check["agree"] and check["same_choices"] == len(study) - 1
+    assert not ws.agreement(study, study.iloc[1:])["agree"]  # a row the committed study lacks
+
+
+def test_same_grids_compares_the_committed_summary(tiny, tmp_path):
+    ws.save_study({k: tiny[k] for k in ("study", "predictions", "splits")} | {"grids": tiny["grids"]}, tmp_path)
+    back = ws.load_study(tmp_path)
+    assert ws.same_grids(back, TINY) and not ws.same_grids(back, ws.DEFAULT_GRIDS) and not ws.same_grids({}, TINY)

@@ -20,7 +20,10 @@ class SheetError(ValueError):
     def __init__(self, message: str, annotated: np.ndarray | None = None, cause: str = ""):
         super().__init__(message)
         self.annotated = annotated
-        self.cause = cause  # "page": no usable page in the photo; "turned": the writing looks turned by 90 degrees
+        # "page": no usable page in the photo; "turned": the writing looks turned by 90 degrees; "local": the rows
+        # have the layout's shape (or only a row cut off at the photo's edge is wrong) and the problems are marks,
+        # missing, extra or touching digits, or ink missing at the edge, which no other orientation removes
+        self.cause = cause
 
 
 @dataclass(frozen=True)

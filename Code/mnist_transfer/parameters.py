@@ -80,6 +80,7 @@ RULES = {
     "FULL": ("True or False", _bool, False),
     "DIGIT_FOLDER": ("None, or an existing folder of cut digits (<folder>/<digit>/*.png), as a Path or a string",
                      lambda v: v is None or (isinstance(v, (str, os.PathLike)) and Path(v).is_dir()), False),
+    "STUDY": ('"subset" or "full"', lambda v: v in ("subset", "full"), False),
     "SWEEP": ('"subset" or "full"', lambda v: v in ("subset", "full"), False),
     "WRITERS": ('"all" or a non-empty list of distinct writer names (e.g. ["W01", "W02"])', _writers, False),
     "RETRAIN": ("True or False", _bool, False),

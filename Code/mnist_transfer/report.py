@@ -210,6 +210,8 @@ def study_data(study: dict | None) -> dict | None:
         "grids": {SHORT[k]: v for k, v in (summary.get("grids") or {}).items()},
         "heldout_min": int(sizes.min()), "heldout_max": int(sizes.max()),
         "heldout": part("heldout"), "own_test": part("own_test"),
+        "mnist": part("mnist") if "mnist" in summary else None,  # each final model on the MNIST test images
+        "mnist_images": int(table.mnist_total.max()) if "mnist_total" in table else None,
         "perfect_writers": sorted(writers.loc[writers.perfect.astype(bool), "writer"]),
         "worst_writer": {"writer": worst.writer, "correct": int(worst.correct), "digits": int(worst.digits),
                          "accuracy": float(worst.accuracy), "worst_digit": int(worst.worst_digit),
@@ -229,13 +231,20 @@ def sweep_data(sweep: dict | None) -> dict | None:
     summary, runs = sweep["summary"], sweep["runs"]
     table = sweeps.lr_table(runs)
     top = table[table.lr == table.lr.max()].set_index("n_last")
+    widths = sweeps.writer_ranges(runs).pivot(index="writer", columns="n_last", values="decades")
     return {"writers": len(summary["sweep"]["writers"]), "seeds": len(summary["sweep"]["seeds"]),
             "lrs": summary["sweep"]["lrs"], "runs": summary["runs"], "seconds": summary["seconds"],
             "mnist_images": sweeps.MNIST_IMAGES, "within": summary["within"],
             "heldout_min": int(runs.heldout_total.min()), "heldout_max": int(runs.heldout_total.max()),
             "ranges": {str(r["n_last"]): r for r in summary["stable_ranges"]},
-            "depth": {str(r["n_last"]): r for r in summary["depth"]},
+            "depth": {str(r["n_last"]): r for r in sweeps.depth_table(runs).to_dict("records")},
+            "range_spread": {str(r["n_last"]): r for r in sweeps.range_spread(runs).to_dict("records")},
+            "wider_than_last": {str(n): {"wider": int((widths[n] > widths[1] + 1e-9).sum()),
+                                         "narrower": int((widths[n] < widths[1] - 1e-9).sum()),
+                                         "same": int(((widths[n] - widths[1]).abs() <= 1e-9).sum())}
+                                for n in widths.columns if n != 1},
             "at_top": {str(n): float(top.loc[n, "heldout_acc"]) for n in top.index},
+            "mnist_at": {f"{r['n_last']}@{r['lr']:g}": float(r["mnist_acc"]) for r in table.to_dict("records")},
             "late_range": {f"{r['n_last']}@{r['lr']:g}": float(r["late_range"])
                            for r in sweeps.oscillation(runs).to_dict("records")}}
 

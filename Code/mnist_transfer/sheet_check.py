@@ -159,7 +159,7 @@ def _read_oriented(image: np.ndarray, layout: SheetLayout, model, source: str,
         result = process_sheet(image, layout, source=source)
         score, predicted = agreement(model, result.digits)
     except SheetError as err:
-        if err.cause == "page":  # no page, too dark, overexposed: turning it will not help
+        if err.cause in ("page", "local"):  # no page, too dark; a stray mark, a row cut off: turning will not help
             raise
         first_error, result, score, predicted = err, None, -1.0, np.zeros(0, int)
     if score >= PLAUSIBLE:

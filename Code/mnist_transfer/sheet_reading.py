@@ -78,7 +78,8 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     problems = [(p.box, f"a mark outside the rows of digits, {_where(p.box, rows, height)}: erase or cover it")
                 for p in stray if max(p.box[2], p.box[3]) >= 0.35 * height]
     reading = assign_cells(rows, layout, stroke, labels)
-    problems = _cut_off(reading.digits, page.shape, height) + problems + reading.problems
+    cut_off = _cut_off(reading.digits, page.shape, height)
+    problems = cut_off + problems + reading.problems
     cells = reading.cells
     if problems or len(cells) != layout.count:
         if not any("turned by 90 degrees" in text for _, text in problems) and _reads_sideways(ink, layout, len(pieces)):
@@ -95,7 +96,9 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
         raise SheetError(
             refusal(source, _diagnosis(page), layout, problems),
             _annotate(page, all_boxes, problems=problems, cuts=reading.cuts),
-            cause="turned" if any("turned by 90 degrees" in text for _, text in problems) else "",
+            cause="turned" if any("turned by 90 degrees" in text for _, text in problems) else
+                  "local" if _as_laid_out(reading.digits, layout) or (
+                      cut_off and all(_within_rows(box, cut_off) for box, _ in problems)) else "",
         )
     digits, boxes, given = [], [], []
     for (r, c), piece in sorted(cells.items()):
@@ -134,6 +137,22 @@ def _cut_off(rows: list[list[Piece]], shape: tuple[int, ...], height: float) -> 
         if len(rows) == 1:
             break
     return out
+
+
+def _as_laid_out(rows: list[list[Piece]], layout: SheetLayout) -> bool:
+    """Do the rows found have the layout's shape: every row there, and all but a quarter of them (at least one
+    allowed) holding exactly their number of digits? Then the sheet is the right way round and its problems are
+    local: a mark, a missing or extra digit, digits touching, which no other orientation would remove."""
+    if len(rows) != layout.rows:
+        return False
+    off = sum(len(row) != layout.cols_in(r) for r, row in enumerate(rows))
+    return off <= max(1, layout.rows // 4)
+
+
+def _within_rows(box: Box, rows: list[tuple[Box, str]]) -> bool:
+    """Does ``box`` lie in the band of one of ``rows`` (boxes of whole rows), half a row's height either side?"""
+    middle = box[1] + box[3] / 2
+    return any(y - h / 2 <= middle <= y + 1.5 * h for (_, y, _, h), _ in rows)
 
 
 def _reads_sideways(ink: np.ndarray, layout: SheetLayout, n_pieces: int) -> bool:

@@ -1,7 +1,9 @@
-"""Accuracy with honest uncertainty, confusion matrices and per-class metrics."""
+"""Accuracy with honest uncertainty (Wilson intervals; Student-t intervals of a mean across writers), confusion
+matrices and per-class metrics."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -22,6 +24,40 @@ def wilson_interval(correct: int, total: int, z: float = Z_95) -> tuple[float, f
     low, high = max(0.0, centre - half), min(1.0, centre + half)
     # at 0 or all correct the bound is exactly 0 or 1 (the formula lands an ulp short: 0.9999999999999999)
     return (0.0 if correct == 0 else low), (1.0 if correct == total else high)
+
+
+@functools.lru_cache(maxsize=None)
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom (numerical, no SciPy)."""
+    const = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+
+    def cdf(t: float) -> float:
+        grid = np.linspace(0.0, t, 20001)
+        density = const * (1 + grid**2 / df) ** (-(df + 1) / 2)
+        return 0.5 + float(np.trapezoid(density, grid))
+
+    low, high = 0.0, 1000.0
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < p else (low, mid)
+    return (low + high) / 2
+
+
+def mean_interval(values, level: float = 0.95, bounds: tuple[float, float] | None = None) -> dict:
+    """Mean of ``values`` with a Student-t interval (``n - 1`` degrees of freedom) across them.
+
+    ``bounds`` clips the interval to the values' possible range, e.g. ``(0, 1)`` for accuracies (a t-interval
+    of accuracies near 100% would otherwise reach past it).
+    """
+    values = np.asarray(values, dtype=float)
+    n, mean = len(values), float(values.mean())
+    if n < 2:
+        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan"), "n": n}
+    half = t_quantile(0.5 + level / 2, n - 1) * float(values.std(ddof=1)) / math.sqrt(n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": n}
 
 
 def accuracy_summary(y_true, y_pred) -> dict:

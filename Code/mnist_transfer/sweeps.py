@@ -40,7 +40,8 @@ from . import data as data_mod
 from . import paths
 from .model import STAGES, DigitCNN, load_pretrained
 from .training import FinetuneConfig, torch_threads
-from .writer_study import Digits, draw_split, make_digits, mean_interval, train_run, writer_digits
+from .stats import mean_interval
+from .writer_study import Digits, draw_split, mnist_digits, train_run, writer_digits
 
 LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1)
 DEPTHS = (1, 2, 3, 4, 5)
@@ -69,13 +70,6 @@ class Sweep:
 
 FULL = Sweep(writers=tuple(f"W{i:02d}" for i in range(1, 11)))
 SUBSET = Sweep(writers=("W01", "W06"), depths=(1, 2, 5), lrs=(1e-2, 1e-1), seeds=(0,))
-
-
-def mnist_digits(pretrained: DigitCNN, depths=DEPTHS, images: int = MNIST_IMAGES) -> Digits:
-    """``images`` MNIST test images (a fixed random draw, seed 0) with the frozen prefix's output for each depth."""
-    x, y = data_mod.load_mnist("test")
-    pick = np.sort(np.random.default_rng(0).permutation(len(y))[:images])
-    return make_digits(x[pick].numpy(), y[pick].numpy(), pick, pretrained, depths)
 
 
 def scored_epochs(epochs: int, every: bool = False) -> list[int]:
@@ -112,7 +106,7 @@ def _writer_runs(sweep: Sweep, writer: str, pretrained: DigitCNN | None = None, 
     pretrained = pretrained if pretrained is not None else load_pretrained("cpu")
     rows = []
     with torch_threads(1):
-        mnist = mnist_digits(pretrained, sweep.depths)
+        mnist = mnist_digits(pretrained, sweep.depths, MNIST_IMAGES)
         digits = _writer_sets(writer, pretrained, sweep.depths)
         for n_last, lr, seed in itertools.product(sweep.depths, sweep.lrs, sweep.seeds):
             rows += _one_run(pretrained, digits, mnist, writer, n_last, lr, seed, sweep.batch_size,
@@ -177,7 +171,7 @@ def lr_table(runs: pd.DataFrame) -> pd.DataFrame:
     per_seed = last.groupby(["n_last", "lr", "seed"])["heldout_acc"].mean()
     rows = []
     for (n_last, lr), t in per_writer.groupby(level=["n_last", "lr"]):
-        held = mean_interval(t.heldout_acc.to_numpy())
+        held = mean_interval(t.heldout_acc.to_numpy(), bounds=(0, 1))
         seeds = per_seed.loc[(n_last, lr)]
         rows.append({"n_last": n_last, "lr": lr, "writers": len(t), "heldout_acc": held["mean"],
                      "ci_low": held["ci_low"], "ci_high": held["ci_high"],
@@ -193,21 +187,44 @@ def stable_ranges(table: pd.DataFrame, within: float = WITHIN) -> pd.DataFrame:
     A description of the held-out curves (reporting, not a choice): ``steps`` counts the rates in the run,
     ``decades`` the width of the run in decades of learning rate (0 when only the best rate qualifies).
     """
+    rows = [{"n_last": n_last, **_stable_run(t.lr.to_numpy(), t.heldout_acc.to_numpy(), within)}
+            for n_last, t in table.sort_values("lr").groupby("n_last")]
+    return pd.DataFrame(rows)
+
+
+def _stable_run(lrs: np.ndarray, acc: np.ndarray, within: float) -> dict:
+    """The best rate of one held-out curve (rates ascending) and the unbroken run of rates within ``within``."""
+    best = int(np.argmax(acc))
+    ok = acc >= acc[best] - within - 1e-12
+    low = high = best
+    while low > 0 and ok[low - 1]:
+        low -= 1
+    while high < len(acc) - 1 and ok[high + 1]:
+        high += 1
+    return {"best_lr": lrs[best], "best_heldout_acc": acc[best], "lr_low": lrs[low], "lr_high": lrs[high],
+            "steps": high - low + 1, "decades": float(np.log10(lrs[high] / lrs[low])),
+            "at_edge": bool(low == 0 or high == len(acc) - 1),
+            "worst_heldout_acc": float(acc.min()), "worst_lr": lrs[int(np.argmin(acc))]}
+
+
+def writer_ranges(runs: pd.DataFrame, within: float = WITHIN) -> pd.DataFrame:
+    """Each writer's own stable range per depth: the same rule as :func:`stable_ranges` on that writer's
+    held-out curve (final epoch, mean over training seeds)."""
+    curve = final_epoch(runs).groupby(["writer", "n_last", "lr"]).heldout_acc.mean().reset_index()
+    rows = [{"writer": writer, "n_last": n_last, **_stable_run(t.lr.to_numpy(), t.heldout_acc.to_numpy(), within)}
+            for (writer, n_last), t in curve.sort_values("lr").groupby(["writer", "n_last"])]
+    return pd.DataFrame(rows)
+
+
+def range_spread(runs: pd.DataFrame, within: float = WITHIN) -> pd.DataFrame:
+    """Per depth, the width in decades of the writers' own stable ranges: mean with a 95% t-interval across
+    writers, and the narrowest and widest writer's."""
     rows = []
-    for n_last, t in table.sort_values("lr").groupby("n_last"):
-        acc, lrs = t.heldout_acc.to_numpy(), t.lr.to_numpy()
-        best = int(np.argmax(acc))
-        ok = acc >= acc[best] - within - 1e-12
-        low = high = best
-        while low > 0 and ok[low - 1]:
-            low -= 1
-        while high < len(acc) - 1 and ok[high + 1]:
-            high += 1
-        rows.append({"n_last": n_last, "best_lr": lrs[best], "best_heldout_acc": acc[best],
-                     "lr_low": lrs[low], "lr_high": lrs[high], "steps": high - low + 1,
-                     "decades": float(np.log10(lrs[high] / lrs[low])),
-                     "at_edge": bool(low == 0 or high == len(acc) - 1),
-                     "worst_heldout_acc": float(acc.min()), "worst_lr": lrs[int(np.argmin(acc))]})
+    for n_last, t in writer_ranges(runs, within).groupby("n_last"):
+        width = mean_interval(t.decades.to_numpy(), bounds=(0.0, float(np.log10(runs.lr.max() / runs.lr.min()))))
+        rows.append({"n_last": n_last, "writers": len(t), "decades_mean": width["mean"],
+                     "decades_ci_low": width["ci_low"], "decades_ci_high": width["ci_high"],
+                     "decades_min": float(t.decades.min()), "decades_max": float(t.decades.max())})
     return pd.DataFrame(rows)
 
 
@@ -223,7 +240,7 @@ def depth_table(runs: pd.DataFrame) -> pd.DataFrame:
         chosen = ranked.iloc[0]
         at = last[(last.n_last == n_last) & (last.lr == chosen.lr)]
         per_writer = at.groupby("writer")[["heldout_acc", "mnist_acc"]].mean()
-        held, mnist = mean_interval(per_writer.heldout_acc.to_numpy()), mean_interval(per_writer.mnist_acc.to_numpy())
+        held, mnist = (mean_interval(per_writer[column].to_numpy(), bounds=(0, 1)) for column in ("heldout_acc", "mnist_acc"))
         rows.append({"n_last": n_last, "stages": ", ".join(STAGES[-n_last:]), "lr_chosen_on_val": chosen.lr,
                      "val_acc": chosen.val_acc, "rates_tied_on_val": int((t.val_acc == chosen.val_acc).sum()),
                      "heldout_acc": held["mean"], "ci_low": held["ci_low"], "ci_high": held["ci_high"],
@@ -258,6 +275,7 @@ def summarize(outputs: dict) -> dict:
     return {"sweep": outputs.get("sweep"), "seconds": outputs.get("seconds"), "runs": int(len(final_epoch(runs))),
             "within": WITHIN, "epochs": EPOCHS, "split_seed": SPLIT_SEED,
             "stable_ranges": stable_ranges(table).to_dict("records"),
+            "range_spread": range_spread(runs).to_dict("records"),
             "depth": depth_table(runs).to_dict("records")}
 
 

@@ -64,6 +64,9 @@ PER_DIGIT = {"train": 8, "val": 2, "test": 2}  # drawn per digit; the rest of th
 SPLITS = ("train", "val", "test", "heldout")
 FINAL_SEED = 0
 SPLIT_SEEDS = (0, 1, 2)
+# What notebook 05 trains again by default and compares with the committed study (``STUDY = "full"`` runs it all).
+SUBSET = {"writers": ("W01", "W06"), "split_seeds": (0,)}
+COUNTS = ("val_correct", "own_test_correct", "heldout_correct", "mnist_correct")
 COMPARISONS = (("last layer", "pre-trained"), ("last n layers", "pre-trained"), ("last n layers", "last layer"))
 FILES = {
     "study": "writer_study.csv",
@@ -150,9 +153,21 @@ def make_digits(images, labels, indices, pretrained: DigitCNN, n_last_values=(1,
     device = next(pretrained.parameters()).device
     x = torch.as_tensor(np.array(images, dtype=np.uint8))
     normalised = data_mod.normalize(x).to(device)
-    features = {n: _prefix(pretrained, n)(normalised) for n in sorted(set(n_last_values)) if n < len(STAGES)}
+    features, out, done = {}, normalised, 0  # each stage runs once: the deeper prefixes continue the shallower
+    for n in sorted({n for n in n_last_values if n < len(STAGES)}, reverse=True):
+        for name in STAGES[done: len(STAGES) - n]:
+            out = getattr(pretrained, name).eval()(out)
+        features[n], done = out, len(STAGES) - n
     return Digits(np.array(indices, dtype=np.int64), torch.as_tensor(np.array(labels, dtype=np.int64)).to(device),
                   x, features)
+
+
+def mnist_digits(pretrained: DigitCNN, n_last_values=(1, 2), images: int | None = None) -> Digits:
+    """The MNIST test images (all 10,000, or a fixed random draw of ``images``, seed 0) as :func:`make_digits`:
+    what fine-tuning costs on the original task."""
+    x, y = data_mod.load_mnist("test")
+    pick = np.arange(len(y)) if images is None else np.sort(np.random.default_rng(0).permutation(len(y))[:images])
+    return make_digits(x[pick].numpy(), y[pick].numpy(), pick, pretrained, n_last_values)
 
 
 def writer_digits(writer: str, pretrained: DigitCNN, n_last_values=(1, 2)) -> Digits:
@@ -329,8 +344,9 @@ def _pretrained_body(pretrained: DigitCNN) -> Trained:
 
 
 def run_protocol(pretrained: DigitCNN, digits: Digits, writer: str, split_seed: int, grids: dict[str, Grid],
-                 final_seed: int = FINAL_SEED) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
-    """The assignment for one writer and split seed: ``(study rows, predictions, split table)``."""
+                 final_seed: int = FINAL_SEED, mnist: Digits | None = None) -> tuple[list[dict], pd.DataFrame, pd.DataFrame]:
+    """The assignment for one writer and split seed: ``(study rows, predictions, split table)``; with ``mnist``
+    (:func:`mnist_digits`) every final model is also scored on the MNIST test images (``mnist_correct``)."""
     split = draw_split(digits.y.cpu().numpy(), writer, split_seed)
     sets = _sets(digits, split)
     rows, predictions = [], []
@@ -350,6 +366,8 @@ def run_protocol(pretrained: DigitCNN, digits: Digits, writer: str, split_seed: 
             row[f"{prefix}_correct"], row[f"{prefix}_total"] = _correct(sets[set_name], pred), len(sets[set_name])
             if set_name != "val":
                 predictions.append(_prediction_rows(writer, split_seed, model_name, set_name, sets[set_name], pred))
+        if mnist is not None:
+            row["mnist_correct"], row["mnist_total"] = _correct(mnist, trained.predict(mnist)), len(mnist)
         top = ranking.iloc[0] if ranking is not None else {}
         row.update({"grid_val_acc_mean": top.get("val_acc_mean", np.nan),
                     "grid_val_loss_mean": top.get("val_loss_mean", np.nan),
@@ -365,15 +383,16 @@ def _n_values(grids: dict[str, Grid]) -> tuple[int, ...]:
 
 def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: dict[str, Grid] | None = None,
               pretrained: DigitCNN | None = None, final_seed: int = FINAL_SEED, threads: int | None = 1,
-              progress: bool = True) -> dict:
+              progress: bool = True, mnist_images: int | None = None) -> dict:
     """The protocol for every writer x split seed: ``{"study", "predictions", "splits", "seconds", "grids"}``.
 
     ``grids`` defaults to :data:`DEFAULT_GRIDS` (``full=True``: :data:`FULL_GRIDS`).
     ``study``: one row per writer x split seed x model (counts on validation, own test, held-out;
     the chosen hyperparameters as JSON, and lr, batch_size, epochs; ``n_last`` 0 for the
     pre-trained model; the grid's best mean validation accuracy and how many
-    configurations tied with it). ``predictions``: every final model on own test and held-out,
-    per image. ``splits``: every digit's split.
+    configurations tied with it; ``mnist_correct`` of the 10,000 MNIST test images). ``predictions``: every final model on own test and held-out,
+    per image. ``splits``: every digit's split. ``mnist_images``: score on that many of the MNIST test images
+    (a fixed draw) instead of all 10,000 (for quick checks).
     """
     grids = grids or (FULL_GRIDS if full else DEFAULT_GRIDS)
     writers = list(writers or handwriting.load_writers().keys())
@@ -382,11 +401,11 @@ def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: 
     rows, predictions, splits = [], [], []
     with torch_threads(threads):
         jobs = tqdm(list(itertools.product(writers, split_seeds)), desc="writer study", disable=not progress)
-        digits = {}
+        digits, mnist = {}, mnist_digits(pretrained, _n_values(grids), mnist_images)
         for writer, split_seed in jobs:
             if writer not in digits:
                 digits = {writer: writer_digits(writer, pretrained, _n_values(grids))}
-            r, p, s = run_protocol(pretrained, digits[writer], writer, split_seed, grids, final_seed)
+            r, p, s = run_protocol(pretrained, digits[writer], writer, split_seed, grids, final_seed, mnist)
             rows += r
             predictions.append(p)
             splits.append(s)
@@ -398,35 +417,9 @@ def run_study(writers=None, split_seeds=SPLIT_SEEDS, full: bool = False, grids: 
 # --------------------------------------------------------------------------- summary
 
 
-def t_quantile(p: float, df: int) -> float:
-    """The ``p`` quantile (p > 0.5) of Student's t with ``df`` degrees of freedom (numerical, no SciPy)."""
-    const = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
-
-    def cdf(t: float) -> float:
-        grid = np.linspace(0.0, t, 20001)
-        density = const * (1 + grid**2 / df) ** (-(df + 1) / 2)
-        return 0.5 + float(np.trapezoid(density, grid))
-
-    low, high = 0.0, 1000.0
-    for _ in range(60):
-        mid = (low + high) / 2
-        low, high = (mid, high) if cdf(mid) < p else (low, mid)
-    return (low + high) / 2
-
-
-def mean_interval(values, level: float = 0.95) -> dict:
-    """Mean of ``values`` with a Student-t interval (``n - 1`` degrees of freedom)."""
-    values = np.asarray(values, dtype=float)
-    n, mean = len(values), float(values.mean())
-    if n < 2:
-        return {"mean": mean, "ci_low": float("nan"), "ci_high": float("nan"), "n": n}
-    half = t_quantile(0.5 + level / 2, n - 1) * float(values.std(ddof=1)) / math.sqrt(n)
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
-
-
 def accuracy_by_seed(study: pd.DataFrame, set_name: str = "heldout") -> pd.DataFrame:
     """Accuracy of each model per writer and split seed (rows writer x split_seed, a column per model)."""
-    prefix = "heldout" if set_name == "heldout" else "own_test"
+    prefix = {"heldout": "heldout", "mnist": "mnist"}.get(set_name, "own_test")
     acc = study.assign(acc=study[f"{prefix}_correct"] / study[f"{prefix}_total"])
     return acc.pivot_table(index=["writer", "split_seed"], columns="model", values="acc")[list(MODELS)]
 
@@ -451,10 +444,10 @@ def summarize(study: pd.DataFrame, set_name: str = "heldout") -> dict:
     means = by_seed.groupby(level="writer").mean()
     out = {"set": set_name, "writers": len(means), "split_seeds": int(by_seed.groupby(level="writer").size().min()),
            "interval": "student_t_95_across_writers",
-           "accuracy": {m: mean_interval(means[m]) for m in MODELS}, "gains": {}, "seed_std": {}}
+           "accuracy": {m: stats.mean_interval(means[m], bounds=(0, 1)) for m in MODELS}, "gains": {}, "seed_std": {}}
     for a, b in COMPARISONS:
         diff = means[a] - means[b]
-        out["gains"][f"{a} - {b}"] = {**mean_interval(diff), "better": int((diff > 0).sum()),
+        out["gains"][f"{a} - {b}"] = {**stats.mean_interval(diff), "better": int((diff > 0).sum()),
                                       "worse": int((diff < 0).sum()), "equal": int((diff == 0).sum()),
                                       "per_writer": {w: float(v) for w, v in diff.items()}}
     for m in MODELS:
@@ -464,7 +457,7 @@ def summarize(study: pd.DataFrame, set_name: str = "heldout") -> dict:
 
 # How the study's two evaluation sets are named wherever a person reads them: "own test" is the student's, never a
 # bundled writer's 20 test images.
-SET_NAMES = {"heldout": "writer's held-out digits", "own_test": "writer's test (20)"}
+SET_NAMES = {"heldout": "writer's held-out digits", "own_test": "writer's test (20)", "mnist": "MNIST test (10,000)"}
 
 
 def shown_columns(table: pd.DataFrame) -> pd.DataFrame:
@@ -478,7 +471,7 @@ def gains_table(summary: dict) -> pd.DataFrame:
     """The paired gains of :func:`study_summary` as a table: one row per (set, comparison), accuracies as
     fractions, with the writers better / worse / equal and the spread over split seeds of each model."""
     rows = []
-    for set_name in ("heldout", "own_test"):
+    for set_name in [name for name in SET_NAMES if name in summary]:
         for name, g in summary[set_name]["gains"].items():
             rows.append({"evaluated on": SET_NAMES[set_name], "comparison": name, "mean gain": g["mean"], "95% CI low": g["ci_low"],
                          "95% CI high": g["ci_high"], "median gain": float(np.median(list(g["per_writer"].values()))),
@@ -494,7 +487,10 @@ def seed_spread_table(summary: dict) -> pd.DataFrame:
 
 def study_summary(study: pd.DataFrame) -> dict:
     """:func:`summarize` on the held-out digits and on the 20-image own test."""
-    return {"heldout": summarize(study, "heldout"), "own_test": summarize(study, "test")}
+    out = {"heldout": summarize(study, "heldout"), "own_test": summarize(study, "test")}
+    if "mnist_correct" in study:
+        out["mnist"] = summarize(study, "mnist")
+    return out
 
 
 # --------------------------------------------------------------------------- item 5: what selection costs
@@ -618,6 +614,25 @@ def save_study(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Pat
         summary = {**study_summary(outputs["study"]), "seconds": outputs.get("seconds"), "grids": outputs.get("grids")}
         written["summary"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8")
     return written
+
+
+def agreement(recomputed: pd.DataFrame, committed: pd.DataFrame, tolerance: int = 2) -> dict:
+    """Do rows of the study trained again match the committed study's? Per (writer, split seed, model): the same
+    chosen hyperparameters, and every count (validation, test, held-out, MNIST) within ``tolerance`` images."""
+    keys = ["writer", "split_seed", "model"]
+    counts = [c for c in COUNTS if c in recomputed and c in committed]
+    found = recomputed.merge(committed[keys + ["hyperparameters"] + counts], on=keys, suffixes=("", "_committed"))
+    same = found.hyperparameters.map(json.loads) == found.hyperparameters_committed.map(json.loads)
+    diff = pd.concat([(found[c] - found[f"{c}_committed"]).abs() for c in counts], axis=1).max(axis=1)
+    return {"rows": int(len(recomputed)), "found": int(len(found)), "same_choices": int(same.sum()),
+            "max_difference": int(diff.max()) if len(found) else None,
+            "agree": bool(len(found) == len(recomputed) and same.all() and (diff <= tolerance).all())}
+
+
+def same_grids(committed: dict, grids: dict[str, Grid]) -> bool:
+    """Was the committed study (:func:`load_study`) run with ``grids``?"""
+    saved = (committed.get("summary") or {}).get("grids")
+    return saved is not None and json.loads(json.dumps({k: asdict(g) for k, g in grids.items()})) == saved
 
 
 def load_study(folder: Path = paths.RESULTS_DIR) -> dict:
