@@ -96,7 +96,8 @@ def test_the_extras_are_written_to_their_own_folder_and_loaded_as_the_heldout_se
     dataset_writing.write_dataset(splits, dirs, manifest, backup_dir=tmp_path / "bk", origin="folder")
     frame = pd.read_csv(manifest)
     assert frame.split.value_counts().to_dict() == {"train": 80, "val": 20, "test": 20, "heldout": 20}
-    assert frame.sheet.isna().all()  # a folder of cut digits has no sheet
+    assert frame.sheet.isna().all()  # a folder of cut digits has no sheet, and no rows or columns on one
+    assert frame.row.isna().all() and frame.col.isna().all()
     own = data.load_own_dataset({k: v for k, v in dirs.items() if k != "heldout"}, manifest)
     assert [len(own[s]["y"]) for s in ("train", "val", "test")] == [80, 20, 20]
     held = heldout.load_heldout(manifest, folder=dirs["heldout"])
@@ -184,7 +185,7 @@ def test_the_montage_shows_uneven_extras(tmp_path):
     assert image.shape[0] == 10 * 28 + 9 * 4 and set(where["splits"]) == {"train", "val", "test", "heldout"}
     fig = plots.plot_montage(splits)
     assert "All 133 images" in fig.axes[0].get_title()
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-1] == "held-out (13)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-1] == "held-out (13 in all)"
 
 
 def test_stale_annotated_sheets_are_removed(tmp_path):

@@ -294,9 +294,13 @@ def load_split(split_dir: Path, manifest: Path | None = paths.MANIFEST, split: s
     return torch.from_numpy(np.stack(images)), torch.tensor(labels, dtype=torch.int64), files
 
 
-def load_own_dataset(split_dirs: dict[str, Path] | None = None, manifest: Path | None = paths.MANIFEST) -> dict[str, dict]:
-    """All three own splits: ``{"train": {"x", "y", "files"}, "val": …, "test": …}``, checked against the manifest."""
-    split_dirs = split_dirs or paths.SPLIT_DIRS
+def load_own_dataset(split_dirs: dict[str, Path] | None = None, manifest: Path | None = paths.MANIFEST,
+                     with_heldout: bool = False) -> dict[str, dict]:
+    """All three own splits: ``{"train": {"x", "y", "files"}, "val": …, "test": …}``, checked against the manifest;
+    ``with_heldout``: also ``"heldout"``, the writer's own extra digits, when the dataset has them."""
+    split_dirs = dict(split_dirs or paths.SPLIT_DIRS)
+    if with_heldout and paths.HELDOUT_DIR.is_dir():
+        split_dirs.setdefault("heldout", paths.HELDOUT_DIR)
     out = {}
     for split, folder in split_dirs.items():
         x, y, files = load_split(folder, manifest, split)

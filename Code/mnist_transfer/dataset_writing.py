@@ -180,7 +180,8 @@ def _planned_files(splits: dict[str, list[Digit]], split_dirs: dict[str, Path], 
                 "file": f"{split_dirs[split].name}/{d.label}/{name}",
                 "label": d.label, "split": split, "source": d.source,
                 "sheet": "" if origin == "folder" else (d.sheet or Path(d.source).stem.replace(" ", "_")),
-                "row": d.row + 1, "col": d.col + 1,
+                # a cut digit of a folder has no row or column on a sheet ("source" names its file)
+                "row": "" if origin == "folder" else d.row + 1, "col": "" if origin == "folder" else d.col + 1,
                 "sha256": hashlib.sha256(data).hexdigest(), "data": data,
             })
     return plan
