@@ -94,6 +94,18 @@ def test_two_digits_in_one_cell_are_named():
     assert "row 2, column 3: two small digits in one cell" in _error_for(double_cells=((1, 2),))
 
 
+def test_a_local_problem_on_a_sheet_of_the_layouts_shape_is_marked_so_the_photo_is_not_tried_turned():
+    """A missing digit leaves every row in place: no orientation brings it back (``cause == "local"``). A sheet
+    whose rows do not have the layout's shape may be a turned photo: its cause stays open."""
+    image, _ = synth.make_sheet(seed=5, **SMALL, blank_cells=((3, 6),))
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(image, SheetLayout(), source="bad")
+    assert info.value.cause == "local"
+    with pytest.raises(SheetError) as info:
+        sheet_reading.process_sheet(cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE), SheetLayout(), source="bad")
+    assert info.value.cause != "local"
+
+
 def test_layout_with_fewer_digits_than_written_is_refused():
     image, _ = synth.make_sheet(seed=6, **SMALL)
     with pytest.raises(SheetError, match="found 12 rows of writing, the layout has 11"):
