@@ -104,11 +104,11 @@ def test_a_digit_crossed_out_and_rewritten_in_one_cell_is_refused_or_listed(part
     assert "crossed out" in check.flagged[0].reason
 
 
-@pytest.mark.parametrize("digit", [2, 3, 7])
+@pytest.mark.parametrize("digit", [2, 3, 5, 7])
 def test_a_crossed_out_digit_is_refused_or_listed(parts, read, digit):
-    """An X over a digit with the digit's own pen: 57% (a 7) to 112% (a 2) more ink than the writer's other
-    copies - refused from 90%, listed with the cell, label, reading and confidence from 45%. (A 5, which has
-    much ink of its own, measured 40%: not flagged.)"""
+    """An X over a digit with the digit's own pen: both diagonals of its box inked, where the writer's other
+    copies leave theirs open, and more ink than they have (40% for a 5 up to 112% for a 2): refused as crossed
+    out (or, failing that, listed with the cell, label, reading and confidence)."""
     with_x = dict(parts)
     with_x[(digit, 2)] = crossed(parts[(digit, 2)])
     image, _ = sequence_sheet(with_x, rows=ROWS)

@@ -189,10 +189,6 @@ def test_the_clean_sheet_is_accepted_as_it_is(base, pretrained):
 # --------------------------------------------------------------------------- a digit that is not one whole digit
 
 
-@pytest.mark.xfail(strict=True, reason="not caught: a 4 crossed out with an X (two pen strokes a little past its "
-                   "corners, the digit's own pen) at row 3, column 5 stays one piece in its cell and adds less ink "
-                   "than digit_check's refusal (EXCESS_REFUSE 0.90 over the writer's other 4s), so the sheet is "
-                   "accepted with the crossed-out 4 labelled 4; refusing it needs a measure of stroke structure")
 def test_a_digit_crossed_out_with_an_x_is_refused_naming_its_cell(base, pretrained):
     image, boxes, _ = base
     crossed = cross_out(image, boxes[(2, 4)])  # row 3, the 4

@@ -275,3 +275,15 @@ def test_score_after_selection_reproduces_the_final_model(pretrained, tiny_own):
     cost = tuning.selection_cost(table)
     assert cost["cost"] == pytest.approx(table.heldout_correct.max() / 100 - correct / 100)
     assert cost["tied"] == int((ranking.val_correct_mean == ranking.val_correct_mean.iloc[0]).sum())
+
+
+@pytest.mark.parametrize("n_last", [2, 5])
+def test_scoring_at_some_epochs_only_changes_nothing_else(pretrained, tiny_own, n_last):
+    """``val_epochs`` (a large held-out set scored at a few epoch counts) leaves the training bit for bit as it is."""
+    config = training.FinetuneConfig(n_last=n_last, lr=1e-3, batch_size=16, epochs=6)
+    every, h_every = training.finetune(pretrained, config, tiny_own["train"], tiny_own["val"], seed=3)
+    some, h_some = training.finetune(pretrained, config, tiny_own["train"], tiny_own["val"], seed=3, val_epochs={2, 6})
+    assert all(torch.equal(a, b) for a, b in zip(every.state_dict().values(), some.state_dict().values()))
+    assert [h["epoch"] for h in h_some if "val_correct" in h] == [2, 6]
+    for a, b in zip(h_every, h_some):
+        assert a["train_loss"] == b["train_loss"] and all(a[k] == b[k] for k in b)

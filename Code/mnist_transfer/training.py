@@ -252,11 +252,13 @@ def finetune(
     val: dict | None,
     seed: int,
     on_epoch=None,
+    val_epochs=None,
 ) -> tuple[DigitCNN, list[dict]]:
     """Fine-tune a copy of ``pretrained`` on ``train``; return it and its per-epoch history.
 
     ``on_epoch(row)``, if given, receives each epoch's history row as soon as the epoch ends
-    (live curves); it cannot change the run.
+    (live curves); it cannot change the run. ``val_epochs``: score ``val`` only after these epochs (a large
+    held-out set scored at a few epoch counts; scoring never changes the training).
 
     Only ``train`` and ``val`` (dicts with uint8 images ``x`` and labels ``y``) are seen:
     this function never receives the test set. Adam with a constant learning rate, so the
@@ -269,10 +271,10 @@ def finetune(
     :data:`FINETUNE_THREADS` torch threads.
     """
     with torch_threads(FINETUNE_THREADS if next(pretrained.parameters()).device.type == "cpu" else None):
-        return _finetune(pretrained, config, train, val, seed, on_epoch)
+        return _finetune(pretrained, config, train, val, seed, on_epoch, val_epochs)
 
 
-def _finetune(pretrained, config, train, val, seed, on_epoch):
+def _finetune(pretrained, config, train, val, seed, on_epoch, val_epochs=None):
     generator = seed_everything(seed)
     device = next(pretrained.parameters()).device
     model = copy.deepcopy(pretrained)
@@ -292,19 +294,21 @@ def _finetune(pretrained, config, train, val, seed, on_epoch):
             x_val = prefix(x_val) if x_val is not None else None
     y_val = val["y"].to(device) if val is not None else None
     history = run_epochs(model, body, optimizer, (x_train, y_train), (x_val, y_val), config, generator,
-                         on_epoch=on_epoch)
+                         on_epoch=on_epoch, val_epochs=val_epochs)
     model.eval()
     return model, history
 
 
 def run_epochs(model: DigitCNN, body: nn.Module, optimizer: torch.optim.Optimizer, train: tuple, val: tuple,
-               config: FinetuneConfig, generator: torch.Generator, after_epoch=None, on_epoch=None) -> list[dict]:
+               config: FinetuneConfig, generator: torch.Generator, after_epoch=None, on_epoch=None,
+               val_epochs=None) -> list[dict]:
     """The epochs of one fine-tuning run: ``body`` (the trainable stages, or the whole ``model``) trains on
     ``train = (x, y)`` and is scored on ``val = (x, y)`` (``x`` None: no validation) after every epoch.
 
     ``x`` are the inputs of ``body``: images, or the frozen stages' features. ``after_epoch(epoch)`` is
     called at the end of each epoch (e.g. to keep a copy of the weights), ``on_epoch(row)`` with a copy of
-    the epoch's history row (e.g. to draw live curves). Returns the per-epoch history.
+    the epoch's history row (e.g. to draw live curves); ``val_epochs``, if given, limits the scoring of ``val``
+    to those epochs. Returns the per-epoch history.
     """
     (x_train, y_train), (x_val, y_val) = train, val
     loss_fn = nn.CrossEntropyLoss()
@@ -326,7 +330,7 @@ def run_epochs(model: DigitCNN, body: nn.Module, optimizer: torch.optim.Optimize
             total += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
         row = {"epoch": epoch, "train_loss": total / len(x_train), "train_acc": correct / len(x_train)}
-        if x_val is not None:
+        if x_val is not None and (val_epochs is None or epoch in val_epochs):
             row.update(evaluate_loss_acc(body, x_val, y_val))
             train_mode(model)
         history.append(row)

@@ -163,7 +163,7 @@ def score_after_selection(pretrained: DigitCNN, ranking: pd.DataFrame, train: di
     for run in ranking.drop_duplicates(RUN_KEYS)[RUN_KEYS].to_dict("records"):
         config = FinetuneConfig(**{k: v.item() if hasattr(v, "item") else v for k, v in run.items()},
                                 epochs=max(epoch_values))
-        _, history = finetune(pretrained, config, train, heldout, seed)
+        _, history = finetune(pretrained, config, train, heldout, seed, val_epochs=set(epoch_values))
         rows += [{**run, "epochs": h["epoch"], "heldout_correct": h["val_correct"], "heldout_total": len(heldout["y"])}
                  for h in history if h["epoch"] in epoch_values]
     table = ranking.merge(pd.DataFrame(rows), on=CONFIG_COLUMNS)
