@@ -128,3 +128,18 @@ def test_committed_sweep_is_what_the_code_computes_now(pretrained):
     again = sweeps.run_sweep(plan, pretrained, progress=False)["runs"]
     check = sweeps.agreement(again, COMMITTED["runs"])
     assert check["found"] == len(again) and check["agree"], check
+
+
+def test_each_writers_stable_range_uses_that_writers_curve_and_the_spread_counts_them():
+    held = {1: {1e-3: 80, 1e-2: 90, 1e-1: 90.5, 3e-1: 70}}
+    runs = _runs(held)
+    runs.loc[(runs.writer == "B") & (runs.lr == 1e-3), "heldout_correct"] += 10  # B is steady down to 1e-3
+    widths = sweeps.writer_ranges(runs).set_index("writer")
+    for writer in ("A", "B"):
+        alone = sweeps.stable_ranges(sweeps.lr_table(runs[runs.writer == writer])).iloc[0]
+        assert widths.loc[writer, "decades"] == pytest.approx(alone.decades)
+    assert widths.loc["A", "lr_low"] == 1e-2 and widths.loc["B", "lr_low"] == 1e-3
+    spread = sweeps.range_spread(runs).iloc[0]
+    assert spread.decades_mean == pytest.approx(widths.decades.mean())
+    assert spread.decades_min == pytest.approx(1.0) and spread.decades_max == pytest.approx(2.0)
+    assert 0 <= spread.decades_ci_low <= spread.decades_mean <= spread.decades_ci_high <= np.log10(3e-1 / 1e-3)
