@@ -117,6 +117,13 @@ def _alternatives(layout: SheetLayout):
             yield rotation, mirror, candidate
 
 
+def _same_shape(rotation: int, candidate: SheetLayout, read: SheetLayout) -> bool:
+    """Can ``candidate`` fit a sheet that was read whole as ``read`` once it is turned by ``rotation``? A quarter
+    turn exchanges rows and columns; half a turn or a mirror keeps them."""
+    rows, cols = (read.cols, read.rows) if rotation in (90, 270) else (read.rows, read.cols)
+    return (candidate.rows, candidate.cols) == (rows, cols)
+
+
 def _how(rotation: int, layout: SheetLayout, given: SheetLayout, mirror: str = "") -> str:
     parts = []
     if mirror:
@@ -167,6 +174,8 @@ def _read_oriented(image: np.ndarray, layout: SheetLayout, model, source: str,
                                                                f"{100 * score:.0f}% of the digits as labelled")
     best = None
     for rotation, mirror, candidate in _alternatives(layout):
+        if result is not None and not _same_shape(rotation, candidate, layout):
+            continue  # read whole as given, the sheet has the layout's rows and columns: turned, it has those
         try:
             other = process_sheet(_turned(image, rotation, mirror), candidate, source=source)
         except SheetError:
