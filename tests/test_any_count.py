@@ -185,7 +185,7 @@ def test_the_montage_shows_uneven_extras(tmp_path):
     assert image.shape[0] == 10 * 28 + 9 * 4 and set(where["splits"]) == {"train", "val", "test", "heldout"}
     fig = plots.plot_montage(splits)
     assert "All 133 images" in fig.axes[0].get_title()
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-1] == "held-out (13 in all)"
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()][-1] == "held-out\n(13 in all)"
 
 
 def test_stale_annotated_sheets_are_removed(tmp_path):

@@ -77,7 +77,7 @@ def test_montage_ticks_sit_on_the_parts_they_name():
         assert image[int(y), 0] == 10 * label  # the row tick is on that digit's row
     fig = plots.plot_montage(splits)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["train (8 each)", "val (2 each)", "test (2 each)"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["train\n(8 each)", "val\n(2 each)", "test\n(2 each)"]
     plt.close(fig)
 
 

@@ -223,7 +223,7 @@ def plot_montage(splits: dict, title: str | None = None):
     ax.set_yticks(where["rows"], [str(d) for d in range(10)])
     ax.set_ylabel("digit")
     ax.set_xticks(list(where["splits"].values()),
-                  [f"{name} ({len(splits[name]) // 10} each)" if name != HELDOUT else f"held-out ({len(splits[name])} in all)"
+                  [f"{name}\n({len(splits[name]) // 10} each)" if name != HELDOUT else f"held-out\n({len(splits[name])} in all)"
                    for name in where["splits"]])
     ax.set_xlabel("split")
     ax.set_title(title)
