@@ -142,11 +142,6 @@ def _rendered(writer: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return images, labels, indices
 
 
-def _prefix(pretrained: DigitCNN, n_last: int) -> nn.Module:
-    """The stages before the last ``n_last`` (the frozen part), in eval mode."""
-    return nn.Sequential(*[getattr(pretrained, name) for name in STAGES[: len(STAGES) - n_last]]).eval()
-
-
 @torch.no_grad()
 def make_digits(images, labels, indices, pretrained: DigitCNN, n_last_values=(1, 2)) -> Digits:
     """:class:`Digits` of uint8 ``images`` with the frozen prefix's output for each ``n_last`` (computed once)."""
