@@ -91,9 +91,11 @@ def test_a_plain_sheet_of_the_same_writers_is_read_right():
 # Sheets the reader still refuses (issue 15 is open for them): each must stay a refusal, never a misread, and the
 # test fails as soon as one is read right, so that it is taken off this list.
 STILL_REFUSED = {
-    ("table_pencil", "W02"), ("table_pencil", "W07"), ("table_pen", "W02"), ("table_pen", "W07"),
     ("touching", "W02"),
 }
+# Read with every label right (by the table's cells), but a digit whose stroke lies on a cell's line loses that
+# stroke with the line (a 7's bar, a 6's loop), so its box is not the true one: a known gap of line removal.
+STILL_DAMAGED = {("table_pen", "W02")}
 
 
 @pytest.mark.parametrize("writer,seed,layout", SHEETS, ids=[f"{w}-s{s}" for w, s, _ in SHEETS])
@@ -111,6 +113,12 @@ def test_students_sheet_is_read_whole_and_right(trait, writer, seed, layout):
         pytest.fail(f"{trait} on {writer} is now read right: take it off STILL_REFUSED")
     assert len(result.digits) == spec.layout.count, f"{len(result.digits)} digits read, the layout has {spec.layout.count}"
     errors = misreads(result, truth)
+    if (trait, writer) in STILL_DAMAGED:
+        assert all(d.label == spec.layout.label_at(d.row, d.col) for d in result.digits)
+        assert all("0 reader digits on it" in e for e in errors), errors  # a digit's box shrunk, never a wrong label
+        if errors:
+            pytest.xfail(f"strokes on a line removed with it (issue 15 open): {errors}")
+        pytest.fail(f"{trait} on {writer} is now read right: take it off STILL_DAMAGED")
     assert errors == [], f"{len(errors)} of {len(truth)} digits wrong, first: {errors[:3]}"
 
 

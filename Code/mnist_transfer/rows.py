@@ -286,7 +286,7 @@ def _same_digit(a: Piece, b: Piece, height: float, stroke: float) -> bool:
     return False
 
 
-def group_digits(row: list[Piece], stroke: float) -> list[Piece]:
+def group_digits(row: list[Piece], stroke: float, height: float | None = None) -> list[Piece]:
     """The pieces of one row grouped into digits, left to right, relative to the row's digit size.
 
     Two pieces are one digit, if together no taller than 1.6 and no wider than 1.8 of the row's
@@ -294,9 +294,10 @@ def group_digits(row: list[Piece], stroke: float) -> list[Piece]:
     two-stroke 4); when the gap between them is no wider than a pen lift (1.5 stroke widths, at
     most an eighth of a digit height); or when one is a short flat stroke within a fifth of a
     digit height of the other's upper part (a 5's hat or a 7's bar written apart). Anything
-    else stays a mark of its own, so that a stray mark is named, not merged into a digit.
+    else stays a mark of its own, so that a stray mark is named, not merged into a digit. ``height``:
+    the digit height to judge by, when the pieces are too few to tell it (one table cell's).
     """
-    height = float(np.median([p.box[3] for p in row if p.box[3] >= 0.45 * max(q.box[3] for q in row)]))
+    height = height or float(np.median([p.box[3] for p in row if p.box[3] >= 0.45 * max(q.box[3] for q in row)]))
     digits = sorted(row, key=lambda p: p.box[0])
     merged = True
     while merged:

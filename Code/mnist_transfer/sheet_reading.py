@@ -40,6 +40,7 @@ from .mnist_style import to_mnist
 from .page import (PAGE_WIDTH, blur_problem, exposure_problem, find_page, light_surface_edge, page_and_transform,
                    read_image)
 from .rows import Piece, find_pieces, find_rows, group_digits
+from .table import find_table, read_table
 
 __all__ = ["ORDERS", "PAGE_WIDTH", "Box", "Digit", "Piece", "SheetError", "SheetLayout", "SheetResult",
            "assign_cells", "binarize", "blur_problem", "check_sheet_list", "digit_mask", "digits_from_folder",
@@ -80,7 +81,12 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     reading = assign_cells(rows, layout, stroke, labels)
     cut_off = _cut_off(reading.digits, page.shape, height)
     problems = cut_off + problems + reading.problems
-    cells = reading.cells
+    cells, cuts = reading.cells, reading.cuts
+    if problems or len(cells) != layout.count:  # a second reading, by the table's cells, if the page has a table
+        by_table = _read_by_table(page, layout, pieces, stroke, height)
+        if by_table is not None:
+            cells, cuts, problems = by_table, [], []
+            steps["read_by_table"] = True
     if problems or len(cells) != layout.count:
         if not any("turned by 90 degrees" in text for _, text in problems) and _reads_sideways(ink, layout, len(pieces)):
             problems.insert(0, ((0, 0, 1, 1), (
@@ -110,9 +116,21 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
         given.append(label)
     steps["digits"] = len(digits)
     steps["specks_ignored"] = len(dust) + len(stray) - sum(max(p.box[2], p.box[3]) >= 0.35 * height for p in stray)
-    steps["touching_cuts"] = len(reading.cuts)  # cuts between touching digits (drawn on the annotated page)
-    return SheetResult(digits, page, _annotate(page, boxes, given, cuts=reading.cuts), time.perf_counter() - start, steps,
+    steps["touching_cuts"] = len(cuts)  # cuts between touching digits (drawn on the annotated page)
+    return SheetResult(digits, page, _annotate(page, boxes, given, cuts=cuts), time.perf_counter() - start, steps,
                        to_image=to_image)
+
+
+def _read_by_table(page: np.ndarray, layout: SheetLayout, pieces: list[Piece], stroke: float,
+                   height: float) -> dict[tuple[int, int], Piece] | None:
+    """The cells of the page's table, if it has one of the layout's shape holding one whole digit a cell."""
+    table = find_table(page, layout, height)
+    if table is None:
+        return None
+    cells = read_table(pieces, table, layout, stroke, height)
+    if cells is None or _cut_off([list(cells.values())], page.shape, height):
+        return None
+    return cells
 
 
 def _cut_off(rows: list[list[Piece]], shape: tuple[int, ...], height: float) -> list[tuple[Box, str]]:

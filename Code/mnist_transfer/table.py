@@ -1,0 +1,193 @@
+"""Stage 3b, the table: a sheet written in a table is read by its cells, wherever in them the digits sit.
+
+Writers who have a table do not keep to a baseline: a digit sits high in its cell, the next one low,
+one touches the line below. Chained into rows of writing (:mod:`.rows`), such a sheet has rows that
+wander into each other; read by the table's own lines, every digit is simply in its cell. This
+stage finds a table's lines on the page, faint pencil ones included (they are often too faint to be
+ink at all), and, when the table has exactly the layout's rows and columns, gives every digit the
+cell that holds it (:func:`read_table`).
+
+It is only a second reading: :func:`.sheet_reading.process_sheet` uses it when the rows of writing
+do not fit the layout and the page has a table. It never splits or merges digits across a line; a
+cell with two digits, an empty cell or a mark outside the table leaves the first reading's refusal
+as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .layout import SheetLayout
+from .rows import Piece, group_digits
+
+FAINT = 4  # a table line: this much darker than the paper (levels of 255), after smoothing along the line
+SPAN = 0.6  # a line of the table runs at least this share of the table's width (or height)
+MERGE = 0.35  # pieces of one line lie within this share of a digit height of each other, across the line
+REMNANT = 0.4  # a piece whose ink is thinner than this share of the writing's stroke is a line's remnant
+STRADDLE = 0.35  # a digit of a crowded cell may be given to an empty neighbour if its centre is this close
+                 # (a share of the cell's size) to the line between them
+
+
+@dataclass
+class Line:
+    """A line of the table: its position across (y of a horizontal line, x of a vertical one) along its course."""
+
+    along: np.ndarray  # sample positions along the line, increasing
+    across: np.ndarray  # the line's position at each
+    extent: float  # how much of its course has ink
+
+    def at(self, t: float) -> float:
+        return float(np.interp(t, self.along, self.across))
+
+
+@dataclass
+class Table:
+    rows: list[Line]  # horizontal lines, top to bottom (the cells' borders; outer borders included)
+    cols: list[Line]  # vertical lines, left to right
+
+    def cell_of(self, x: float, y: float) -> tuple[int, int] | None:
+        """The (row, column) of the cell holding a point, or None outside the table."""
+        r = sum(line.at(x) < y for line in self.rows) - 1
+        c = sum(line.at(y) < x for line in self.cols) - 1
+        if 0 <= r < len(self.rows) - 1 and 0 <= c < len(self.cols) - 1:
+            return r, c
+        return None
+
+    def cell_size(self) -> tuple[float, float]:
+        """The median width and height of a cell."""
+        ys = [line.at(line.along.mean()) for line in self.rows]
+        xs = [line.at(line.along.mean()) for line in self.cols]
+        return float(np.median(np.diff(xs))), float(np.median(np.diff(ys)))
+
+
+def flatten_light(page: np.ndarray) -> np.ndarray:
+    """The page divided by the paper's own brightness (a closing, smoothed), so that paper reads about 250."""
+    k = max(15, (page.shape[1] // 40) | 1)
+    closed = cv2.morphologyEx(page, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    return cv2.divide(page, cv2.GaussianBlur(closed, (0, 0), k / 3), scale=255)
+
+
+def _runs(flat: np.ndarray, digit_height: float, horizontal: bool) -> np.ndarray:
+    """Long runs of faint ink in one direction: smoothed along it, thresholded just under the paper,
+    smeared across (a wobble of a few pixels), closed along (breaks at crossings), opened along by 1.7
+    digit heights (no digit stroke is that long)."""
+    smooth = cv2.blur(flat, (15, 1) if horizontal else (1, 15))
+    paper = float(np.median(flat))
+    faint = np.where(smooth < paper - FAINT, 255, 0).astype(np.uint8)
+    smear = (1, 5) if horizontal else (5, 1)
+    gaps = (9, 1) if horizontal else (1, 9)
+    along = (int(1.7 * digit_height), 1) if horizontal else (1, int(1.7 * digit_height))
+    runs = cv2.dilate(faint, cv2.getStructuringElement(cv2.MORPH_RECT, smear))
+    runs = cv2.morphologyEx(runs, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, gaps))
+    return cv2.morphologyEx(runs, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, along))
+
+
+def _lines(runs: np.ndarray, digit_height: float, horizontal: bool) -> list[Line]:
+    """The runs joined into lines (pieces of one line broken where it was drawn apart), each as its course."""
+    mask = runs if horizontal else runs.T  # rows of ``mask``: across; columns: along
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    pieces = []
+    for i in range(1, n):
+        x, y, w, h, _ = stats[i]
+        if h > 0.5 * digit_height:  # thicker than any line: a blot or a dense patch of writing
+            continue
+        sub = labels[y : y + h, x : x + w] == i
+        cols = np.flatnonzero(sub.any(0))
+        centre = (sub * np.arange(h)[:, None]).sum(0)[cols] / sub.sum(0)[cols] + y
+        pieces.append((x + cols, centre))
+    pieces.sort(key=lambda p: float(np.median(p[1])))
+    groups: list[list[tuple[np.ndarray, np.ndarray]]] = []
+    for p in pieces:
+        if groups and abs(float(np.median(p[1])) - float(np.median(np.concatenate([q[1] for q in groups[-1]])))) \
+                <= MERGE * digit_height:
+            groups[-1].append(p)
+        else:
+            groups.append([p])
+    lines = []
+    for g in groups:
+        along = np.concatenate([q[0] for q in g])
+        across = np.concatenate([q[1] for q in g])
+        order = np.argsort(along, kind="stable")
+        along, across = along[order], across[order]
+        step = 8  # the line's course: its median position in every 8 pixels along it
+        bins = along // step
+        keys = np.unique(bins)
+        centres = np.array([np.median(across[bins == k]) for k in keys])
+        lines.append(Line(keys * step + step / 2, centres, float(len(np.unique(along)))))
+    return lines
+
+
+def find_table(page: np.ndarray, layout: SheetLayout, digit_height: float) -> Table | None:
+    """The page's table, if it has one of exactly the layout's rows and columns (outer borders drawn); else None."""
+    if layout.row_lengths:
+        return None
+    flat = flatten_light(page)
+    found = []
+    for horizontal, wanted in ((True, layout.rows + 1), (False, layout.cols + 1)):
+        lines = _lines(_runs(flat, digit_height, horizontal), digit_height, horizontal)
+        if not lines:
+            return None
+        longest = max(line.extent for line in lines)
+        lines = [line for line in lines if line.extent >= SPAN * longest]
+        if len(lines) != wanted:
+            return None
+        gaps = np.diff([line.at(line.along.mean()) for line in lines])
+        if gaps.min() < 0.8 * digit_height:
+            return None
+        found.append(lines)
+    return Table(*found)
+
+
+def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: float,
+               digit_height: float) -> dict[tuple[int, int], Piece] | None:
+    """Every cell's digit, if each cell of the table holds exactly one; else None.
+
+    Each piece of ink goes to the cell that holds its centre, and the pieces of one cell are grouped
+    into digits as a row's are (:func:`.rows.group_digits`, judged by the sheet's digit height). Left
+    out: marks smaller than a third of a digit, flat ones (under a quarter of a digit tall: what is
+    left of a line) and pieces whose ink is thinner than the writing's (``REMNANT``). A digit written over the line into an empty neighbour's side (its centre within
+    a third of a cell of the line) is given to that neighbour when its own cell holds another
+    digit. A digit-sized piece outside the table, a cell still holding two digits or an empty cell
+    gives None.
+    """
+    cell_w, cell_h = table.cell_size()
+    inside: dict[tuple[int, int], list[Piece]] = {}
+    for p in pieces:
+        if p.area < REMNANT * stroke * (p.box[2] + p.box[3]):
+            continue  # thinner than the writing: what is left of a line where a digit crossed it
+        cell = table.cell_of(p.cx, p.cy)
+        if cell is None:
+            if p.box[3] >= 0.35 * digit_height:
+                return None
+            continue
+        inside.setdefault(cell, []).append(p)
+    cells: dict[tuple[int, int], list[Piece]] = {}
+    for cell, ps in inside.items():
+        digits = [d for d in group_digits(ps, stroke, digit_height) if d.box[3] >= 0.25 * digit_height
+                  and max(d.box[2], d.box[3]) >= 0.35 * digit_height]
+        if digits:
+            cells[cell] = digits
+    moved = True
+    while moved:
+        moved = False
+        for (r, c), digits in list(cells.items()):
+            if len(digits) < 2:
+                continue
+            for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+                to = (r + dr, c + dc)
+                if to in cells or not (0 <= to[0] < layout.rows and 0 <= to[1] < layout.cols):
+                    continue
+                border = table.rows[r + (dr > 0)] if dr else table.cols[c + (dc > 0)]
+                size = cell_h if dr else cell_w
+                off = [((d.cy - border.at(d.cx)) if dr else (d.cx - border.at(d.cy))) * (dr or dc) for d in digits]
+                k = int(np.argmax(off))  # the digit nearest the line (signed: towards the neighbour)
+                if off[k] >= -STRADDLE * size and sorted(off)[-2] < -STRADDLE * size:
+                    cells[to] = [digits.pop(k)]
+                    moved = True
+                    break
+    if len(cells) != layout.count or any(len(d) != 1 for d in cells.values()):
+        return None
+    return {cell: d[0] for cell, d in cells.items()}
