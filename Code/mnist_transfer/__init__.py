@@ -10,6 +10,7 @@ only modules above it in this list (no cycles):
 * :mod:`.page`             the photo read and the page found in it (rectified, lit evenly)
 * :mod:`.ink`              the ink on the page, without table lines, ruling or specks
 * :mod:`.rows`             the strokes joined into rows of writing
+* :mod:`.table`            a sheet written in a table read by its cells (when its rows do not fit)
 * :mod:`.cells`            each row cut into digits (touching digits, strokes of one digit kept together)
 * :mod:`.sheet_reading`    the reader's stages composed: photo/scan of a sheet -> labelled 28x28 digits
 * :mod:`.dataset_writing`  digits -> Training/Validation/Test Set folders (8/2/2) and the manifest

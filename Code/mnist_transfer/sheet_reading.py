@@ -10,6 +10,8 @@ The reader is a pipeline of stages, one module each, every one importing only ea
                    remove printed and hand-drawn lines of any weight, keep the strokes that cross them
 3. :mod:`.rows`    connected pieces of ink, chained into rows of writing (drift, tilt and uneven
                    spacing do not matter; no column grid) and grouped into digits
+3b. :mod:`.table` a sheet written in a table (pencil lines too) read by its cells, when its rows of
+                   writing do not fit the layout
 4. :mod:`.cells`   each row read left to right into the layout's cells (touching digits split
                    where the count asks for it); every problem named with its row and column,
                    and drawn on the annotated page
