@@ -114,7 +114,6 @@ def test_students_sheet_is_read_whole_and_right(trait, writer, seed, layout):
     assert len(result.digits) == spec.layout.count, f"{len(result.digits)} digits read, the layout has {spec.layout.count}"
     errors = misreads(result, truth)
     if (trait, writer) in STILL_DAMAGED:
-        assert all(d.label == spec.layout.label_at(d.row, d.col) for d in result.digits)
         assert all("0 reader digits on it" in e for e in errors), errors  # a digit's box shrunk, never a wrong label
         if errors:
             pytest.xfail(f"strokes on a line removed with it (issue 15 open): {errors}")

@@ -12,8 +12,8 @@ import cv2
 import numpy as np
 
 
-def binarize(page: np.ndarray) -> np.ndarray:
-    """Even out illumination (divide by the paper's own brightness), then threshold adaptively.
+def flatten_light(page: np.ndarray) -> np.ndarray:
+    """The page divided by the paper's own brightness, so that paper reads about 250 however it is lit.
 
     The paper's brightness is a closing (which removes the ink), smoothed by a wide blur except
     on the dark side of a hard shadow's edge, where the blur would overshoot and leave false ink.
@@ -23,7 +23,12 @@ def binarize(page: np.ndarray) -> np.ndarray:
     paper = cv2.GaussianBlur(closed, (0, 0), k / 3)
     shadow_edge = cv2.subtract(paper, closed) > 12  # the dark side of a hard shadow: the blur would overshoot
     paper[shadow_edge] = closed[shadow_edge]
-    flat = cv2.divide(page, paper, scale=255)
+    return cv2.divide(page, paper, scale=255)
+
+
+def binarize(page: np.ndarray) -> np.ndarray:
+    """Even out illumination (:func:`flatten_light`), then threshold adaptively."""
+    flat = flatten_light(page)
     block = max(31, (page.shape[1] // 25) | 1)
     ink = cv2.adaptiveThreshold(flat, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY_INV, block, 18)
     _, dark = cv2.threshold(flat, 0, 255, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .ink import flatten_light
 from .layout import SheetLayout
 from .rows import Piece, group_digits
 
@@ -63,19 +64,11 @@ class Table:
         return float(np.median(np.diff(xs))), float(np.median(np.diff(ys)))
 
 
-def flatten_light(page: np.ndarray) -> np.ndarray:
-    """The page divided by the paper's own brightness (a closing, smoothed), so that paper reads about 250."""
-    k = max(15, (page.shape[1] // 40) | 1)
-    closed = cv2.morphologyEx(page, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
-    return cv2.divide(page, cv2.GaussianBlur(closed, (0, 0), k / 3), scale=255)
-
-
-def _runs(flat: np.ndarray, digit_height: float, horizontal: bool) -> np.ndarray:
+def _runs(flat: np.ndarray, paper: float, digit_height: float, horizontal: bool) -> np.ndarray:
     """Long runs of faint ink in one direction: smoothed along it, thresholded just under the paper,
     smeared across (a wobble of a few pixels), closed along (breaks at crossings), opened along by 1.7
     digit heights (no digit stroke is that long)."""
     smooth = cv2.blur(flat, (15, 1) if horizontal else (1, 15))
-    paper = float(np.median(flat))
     faint = np.where(smooth < paper - FAINT, 255, 0).astype(np.uint8)
     smear = (1, 5) if horizontal else (5, 1)
     gaps = (9, 1) if horizontal else (1, 9)
@@ -125,9 +118,10 @@ def find_table(page: np.ndarray, layout: SheetLayout, digit_height: float) -> Ta
     if layout.row_lengths:
         return None
     flat = flatten_light(page)
+    paper = float(np.median(flat))
     found = []
     for horizontal, wanted in ((True, layout.rows + 1), (False, layout.cols + 1)):
-        lines = _lines(_runs(flat, digit_height, horizontal), digit_height, horizontal)
+        lines = _lines(_runs(flat, paper, digit_height, horizontal), digit_height, horizontal)
         if not lines:
             return None
         longest = max(line.extent for line in lines)
