@@ -79,6 +79,11 @@ def test_agreement_counts_differences_and_missing_runs():
     assert check["identical"] == len(runs) - 1 and check["max_difference"] == 3 and not check["agree"]
     extra = pd.concat([runs, runs.head(1).assign(lr=0.5)])
     assert not sweeps.agreement(extra, runs)["agree"]
+    # a bigger set allows 1% of it: 8 of 808 held-out digits, not 9; 20 validation digits still only 2
+    big = runs.assign(heldout_total=808)
+    assert sweeps.agreement(big.assign(heldout_correct=big.heldout_correct + 8), big)["agree"]
+    assert not sweeps.agreement(big.assign(heldout_correct=big.heldout_correct + 9), big)["agree"]
+    assert not sweeps.agreement(big.assign(val_correct=big.val_correct - 3), big)["agree"]
 
 
 @pytest.fixture(scope="module")
