@@ -289,15 +289,12 @@ def agreement(recomputed: pd.DataFrame, committed: pd.DataFrame, tolerance: int 
     keys = ["writer", "n_last", "lr", "seed", "epoch"]
     both = recomputed.merge(committed, on=keys, suffixes=("", "_committed"), how="left", indicator=True)
     found = both[both._merge == "both"]
-    diff = np.maximum((found.heldout_correct - found.heldout_correct_committed).abs(),
-                      (found.val_correct - found.val_correct_committed).abs())
-    def over(name):  # how far past what this set allows
-        return ((found[f"{name}_correct"] - found[f"{name}_correct_committed"]).abs()
-                - np.maximum(tolerance, np.floor(share * found[f"{name}_total"])))
-    past = np.maximum(over("heldout"), over("val"))
+    off = {name: (found[f"{name}_correct"] - found[f"{name}_correct_committed"]).abs() for name in ("heldout", "val")}
+    diff = np.maximum(off["heldout"], off["val"])
+    within = all((off[name] <= np.maximum(tolerance, np.floor(share * found[f"{name}_total"]))).all() for name in off)
     return {"rows": int(len(recomputed)), "found": int(len(found)), "identical": int((diff == 0).sum()),
             "max_difference": int(diff.max()) if len(found) else None,
-            "agree": bool(len(found) == len(recomputed) and (past <= 0).all())}
+            "agree": bool(len(found) == len(recomputed) and within)}
 
 
 def save_sweep(outputs: dict, folder: Path = paths.RESULTS_DIR) -> dict[str, Path]:
