@@ -10,7 +10,9 @@ is used: :func:`sheet_reading.process_sheet`, the fields of ``SheetResult`` and 
   every true digit found by exactly one digit of the reader, with the true label, row and column
   (reader digits are matched to the true boxes by overlap, so a wrong label, a merge or a split fails).
 * Each hostile sheet (an 11th digit in a row, a row of letters, a scribbled row, an ink blot beside a
-  digit) must be refused with a message that names the row (and for the digit too many, its column).
+  digit) must be refused with a message that names the row (and for the digit too many, its column),
+  on plain paper and in a table (hand-ruled in pen or pencil, or printed with dashed lines), where
+  the same sheet without the mark is read whole.
 """
 
 import functools
@@ -29,6 +31,7 @@ TRAITS = ss.TRAIT_FIELDS  # trait -> StudentSpec fields; each read on every one 
 SHEETS = ss.STUDENT_SHEETS  # writer, seed, layout index
 HOSTILE = ss.HOSTILE_FIELDS  # kind -> StudentSpec fields
 HOSTILE_SHEETS = ss.HOSTILE_SHEETS  # writer, seed, layout index, hostile row (0-based)
+HOSTILE_TABLE_SHEETS = ss.HOSTILE_TABLE_SHEETS  # ... and the table (a key of TRAITS)
 
 
 def _spec(fields: dict, writer: str, seed: int, layout: int, **more) -> ss.StudentSpec:
@@ -122,28 +125,115 @@ def test_students_sheet_is_read_whole_and_right(trait, writer, seed, layout):
 
 
 @functools.lru_cache(maxsize=None)
-def _refusal(kind: str, writer: str, seed: int, layout: int, row: int):
-    """The hostile sheet read: its SheetError (None if it was read) and its spec (read once)."""
-    spec = _spec(HOSTILE[kind], writer, seed, layout, hostile_row=row)
+def _refusal(kind: str, writer: str, seed: int, layout: int, row: int, paper: str = ""):
+    """The hostile sheet (in the table of ``paper``, a key of TRAITS) read: its SheetError (None if it was
+    read), its spec and how many digits were read (read once)."""
+    spec = _spec({**(TRAITS[paper] if paper else {}), **HOSTILE[kind]}, writer, seed, layout, hostile_row=row)
     image, _, _ = ss.render_sheet(spec)
     try:
-        process_sheet(image, spec.layout, source=spec.name)
+        result = process_sheet(image, spec.layout, source=spec.name)
     except SheetError as err:
-        return err, spec
-    return None, spec
+        return err, spec, 0
+    return None, spec, len(result.digits)
+
+
+def _extra_digit_at(r: int, col: int) -> str:
+    """The message's words for a digit too many in row ``r`` at column ``col`` (1-based; two alike side by side:
+    either of them)."""
+    return rf"row {r}, column \d+: .*an extra digit at column (\d+ or )?{col}\b"
+
+
+def _assert_refused_naming_the_row(err, spec, read: int, extra_digit: str) -> None:
+    """Refused, the message naming the hostile row; for a digit too many, also matching ``extra_digit``
+    (where it is: :func:`_extra_digit_at`)."""
+    assert err is not None, f"{spec.name} was read ({read} digits), not refused"
+    message = str(err)
+    r = spec.hostile_row + 1  # "row 4", or "between rows 3 and 4" / "rows 4 and 5"
+    assert re.search(rf"\brow {r}\b|\brows \d+ and {r}\b|\brows {r} and \d+", message), message
+    if spec.hostile == "extra_digit":
+        assert re.search(extra_digit, message), message
 
 
 @pytest.mark.parametrize("writer,seed,layout,row", HOSTILE_SHEETS, ids=[f"{w}-s{s}" for w, s, _, _ in HOSTILE_SHEETS])
 @pytest.mark.parametrize("kind", list(HOSTILE))
 def test_hostile_sheet_is_refused_naming_the_row(kind, writer, seed, layout, row):
-    err, spec = _refusal(kind, writer, seed, layout, row)
-    assert err is not None, f"{spec.name} was read, not refused"
-    message = str(err)
-    r = row + 1  # "row 4", or "between rows 3 and 4" / "rows 4 and 5"
-    assert re.search(rf"\brow {r}\b|\brows \d+ and {r}\b|\brows {r} and \d+", message), message
-    if spec.hostile == "extra_digit":  # and which column holds it (two alike side by side: either of them)
-        col = spec.layout.cols + 1 if spec.hostile_col < 0 else spec.hostile_col + 2
-        assert re.search(rf"row {r}, column \d+: .*an extra digit at column (\d+ or )?{col}\b", message), message
+    err, spec, read = _refusal(kind, writer, seed, layout, row)
+    col = spec.layout.cols + 1 if spec.hostile_col < 0 else spec.hostile_col + 2
+    _assert_refused_naming_the_row(err, spec, read, _extra_digit_at(row + 1, col))
+
+
+# In a table, a digit too many is squeezed into cell ``hostile_col`` beside that cell's digit: the message must
+# name that cell's column ("an extra digit at column 5" for the fifth cell, or "row 4, column 5: two digits in
+# one cell"); with ``hostile_col=-1`` it is written just right of the table's frame ("an extra digit at column
+# 11"). Cases the reader still gets wrong (read, or a message not naming the row or column), with what it said;
+# strict, so that a fixed one fails until it is taken off this list.
+TABLE_STILL_WRONG = {  # (kind, paper): what the reader does
+    ("extra_digit_at_end", "table_pen"): "refused without naming row 6: the rows reading's 13 problems (marks outside "
+                                         "the rows, row 1 with 13 marks, ...), none of the 8 listed in row 6",
+    ("extra_digit_in_row", "table_pencil"): "'row 9, column 6: 1 mark(s) too many in this row (11 where the layout has "
+                                            "10); the one at column 6 is the least like the row's digits (much smaller "
+                                            "...)': neither an extra digit nor the cell holding two (column 5) named",
+    ("letters_row", "table_pen"): "read, not refused: 120 digits, the letters of row 6 as digits",
+    ("letters_row", "table_dashed"): "refused only for 'a mark outside the rows of digits, between rows 1 and 2 "
+                                     "(x=1033, y=284)' (a remnant of a dotted line): row 3's letters read as digits",
+    ("letters_row", "table_pencil"): "read, not refused: 120 digits, the letters of row 9 as digits",
+    ("scribble_row", "table_pen"): "refused without naming row 6: 'found 13 rows of writing, the layout has 12' and "
+                                   "four marks outside the rows elsewhere (above row 1, between rows 2-3, 9-10)",
+}
+
+
+def _table_cases():
+    for kind in HOSTILE:
+        for sheet in HOSTILE_TABLE_SHEETS:
+            writer, seed, _, _, paper = sheet
+            reason = TABLE_STILL_WRONG.get((kind, paper))
+            marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            yield pytest.param(kind, *sheet, marks=marks, id=f"{kind}-{paper}-{writer}-s{seed}")
+
+
+@pytest.mark.parametrize("kind,writer,seed,layout,row,paper", list(_table_cases()))
+def test_hostile_table_sheet_is_refused_naming_the_row(kind, writer, seed, layout, row, paper):
+    err, spec, read = _refusal(kind, writer, seed, layout, row, paper)
+    r = row + 1
+    if spec.hostile_col < 0:
+        where = _extra_digit_at(r, spec.layout.cols + 1)
+    else:  # the cell holding two digits
+        c = spec.hostile_col + 1
+        where = rf"{_extra_digit_at(r, c)}|row {r}, column {c}: two (\w+ )?digits in one cell"
+    _assert_refused_naming_the_row(err, spec, read, where)
+
+
+@pytest.mark.parametrize("writer,seed,layout,row,paper", HOSTILE_TABLE_SHEETS,
+                         ids=[f"{p}-{w}-s{s}" for w, s, _, _, p in HOSTILE_TABLE_SHEETS])
+def test_hostile_table_sheet_without_its_mark_is_read_whole(writer, seed, layout, row, paper):
+    """The control: the same table sheet without the mark is read whole, so a refusal above is the mark's."""
+    result, _, _ = _read(_spec(TRAITS[paper], writer, seed, layout))
+    assert len(result.digits) == LAYOUTS[layout].count
+
+
+def test_hostile_marks_in_a_table_spoil_only_their_row():
+    """The hostile table sheets are the sheets without the mark but for the hostile row: every other row's
+    digits and ink as they were, the mark in its row (a digit too many or a blot in its cell, beside the digit)."""
+    for writer, seed, layout, row, paper in HOSTILE_TABLE_SHEETS:
+        clean, clean_truth, _ = ss.render_page(_spec(TRAITS[paper], writer, seed, layout))
+        for kind in HOSTILE:
+            spec = _spec({**TRAITS[paper], **HOSTILE[kind]}, writer, seed, layout, hostile_row=row)
+            page, truth, marks = ss.render_page(spec)
+            mine = [m for m in marks if m["kind"] == spec.hostile]
+            assert mine and all(m["row"] == row for m in mine), spec.name
+            assert [t for t in truth if t["row"] != row] == [t for t in clean_truth if t["row"] != row], spec.name
+            band = [t["box"] for t in truth + clean_truth + marks if t["row"] == row and "box" in t]
+            y0, y1 = min(b[1] for b in band), max(b[1] + b[3] for b in band)
+            changed = np.nonzero((page != clean).any(2).any(1))[0]
+            assert y0 <= changed.min() and changed.max() < y1, spec.name
+            if spec.hostile in ("extra_digit", "blot"):
+                cols = {t["col"]: t["box"] for t in truth if t["row"] == row}
+                x, _, w, _ = mine[0]["box"]
+                c = mine[0]["col"]
+                if c == spec.layout.cols:  # right of the table's frame
+                    assert x > cols[c - 1][0] + cols[c - 1][2], spec.name
+                else:  # beside the cell's digit, before the next cell's
+                    assert cols[c][0] + cols[c][2] < x and (c + 1 not in cols or x + w < cols[c + 1][0]), spec.name
 
 
 def test_the_reader_annotates_what_it_read_and_what_it_refused():
@@ -151,5 +241,5 @@ def test_the_reader_annotates_what_it_read_and_what_it_refused():
     assert result.annotated.ndim == 3 and result.annotated.shape[:2] == result.page.shape[:2]
     gray = cv2.cvtColor(result.annotated, cv2.COLOR_BGR2GRAY)
     assert (gray != result.page).mean() > 0.001  # the boxes and labels are drawn
-    err, _ = _refusal("extra_digit_at_end", *HOSTILE_SHEETS[0])
+    err, _, _ = _refusal("extra_digit_at_end", *HOSTILE_SHEETS[0])
     assert err is not None and err.annotated is not None and err.annotated.ndim == 3

@@ -18,7 +18,11 @@ as tidy sheets. This module adds, as opt-in fields of :class:`StudentSpec` (a
   faint, grainy), ``pen="fine"`` (a thin ballpoint);
 * ``hostile``: what a reader must refuse - an 11th digit in a row (``"extra_digit"``), a row of
   letters (``"letters"``), a scribbled row (``"scribble"``), an ink blot beside a digit (``"blot"``),
-  all in row ``hostile_row``.
+  all in row ``hostile_row``. In a table they are written the way a student spoils a table: the
+  digit too many squeezed into cell ``hostile_col`` beside that cell's digit (both smaller, apart),
+  or with ``hostile_col=-1`` written just right of the table's frame; a letter in each of the row's
+  cells; one scribble running along the row through its cells; a blot in cell ``hostile_col`` (the
+  last with -1) beside its digit.
 
 :func:`render_sheet` returns the image, the truth of every digit (as :func:`.handwriting.render_sheet`)
 and the extra marks (hostile marks, touching pairs) with their boxes. Like :mod:`.handwriting`, this
@@ -60,7 +64,9 @@ class StudentSpec(hw.SheetSpec):
     ``split_strokes``: every 4, 5, 7 and 9 in strokes pulled a little apart.
     ``gap_after``: columns ``gap_after`` and on start further right (0: no gap; plain or lined paper).
     ``hostile`` / ``hostile_row`` / ``hostile_col``: a mark to be refused in that row (0-based); an
-    extra digit or a blot goes after column ``hostile_col`` (-1: at the row's end).
+    extra digit or a blot goes after column ``hostile_col`` (-1: at the row's end). In a table both
+    go into cell ``hostile_col``, beside its digit; with -1 the extra digit is written right of the
+    table's frame, the blot in the last cell (see :func:`_table_hostile`).
     """
 
     desk: str = ""
@@ -80,8 +86,10 @@ class StudentSpec(hw.SheetSpec):
         if self.desk and self.capture != "photo":
             raise ValueError("a photo on a desk needs capture='photo'")
         table = self.paper.startswith("table")
-        if table and (self.touching or self.gap_after or self.hostile):
-            raise ValueError("touching digits, a column gap and hostile marks are drawn on plain or lined paper")
+        if table and (self.touching or self.gap_after):
+            raise ValueError("touching digits and a column gap are drawn on plain or lined paper")
+        if table and self.hostile and not -1 <= self.hostile_col < self.layout.cols:
+            raise ValueError("in a table, hostile_col must be one of its columns (or -1)")
         if not 0 <= self.gap_after < self.layout.cols or not 0 <= self.hostile_row < self.layout.rows:
             raise ValueError("gap_after and hostile_row must lie inside the layout")
 
@@ -361,11 +369,11 @@ def _scribble(width: float, height: float, pen: float, rng: np.random.Generator)
     return canvas[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def _letters(height: float, pen: float, rng: np.random.Generator) -> list[np.ndarray]:
+def _letters(height: float, pen: float, rng: np.random.Generator, word: str = LETTERS_WORD) -> list[np.ndarray]:
     """A handwritten word (:data:`LETTERS_WORD`), one mask per letter, in the lower-case handwriting font."""
     style = synth.WriterStyle(font=paths.FONTS_DIR / "Breip.ttf", jitter=0.8, pen_px=pen)
     tall = set("bdfhklt")
-    return [synth.handwritten_glyph(ch, int(height * (1.0 if ch in tall else 0.62)), style, rng) for ch in LETTERS_WORD]
+    return [synth.handwritten_glyph(ch, int(height * (1.0 if ch in tall else 0.62)), style, rng) for ch in word]
 
 
 # --------------------------------------------------------------------------- the page
@@ -474,7 +482,7 @@ def _items(spec: StudentSpec, r: int, digits, g, pen_px: float, rng, hostile_rng
             slant_deg=rng.normal(0, 2), rotate_deg=rng.normal(0, 2.5 if spec.wobble else 1.0),
             max_width_px=(0.72 if g.table else 0.9) * g.col_w))
     owners = list(digits)
-    if spec.hostile and r == spec.hostile_row:
+    if spec.hostile and r == spec.hostile_row and not g.table:  # a table's: _table_hostile, once placed
         masks, owners = _hostile_row(spec, masks, owners, g, pen_px, hostile_rng, (extra,))
     return masks, owners
 
@@ -495,12 +503,113 @@ def _hostile_row(spec, masks, owners, g, pen_px, rng, spec_extra) -> tuple[list,
     return [_scribble(g.usable_w * rng.uniform(0.6, 0.85), g.digit_h * 0.8, pen_px, rng)], ["scribble"]
 
 
+TABLE_WORD = "worksheets"  # a table's row of letters: one letter a cell (repeated for more than 10 columns)
+
+
+def _fit_width(mask: np.ndarray, width: float) -> np.ndarray:
+    """``mask`` shrunk (keeping its aspect) to at most ``width`` pixels wide."""
+    if mask.shape[1] <= width:
+        return mask
+    scale = max(1.0, width) / mask.shape[1]
+    size = (max(1, int(width)), max(1, int(round(mask.shape[0] * scale))))
+    return np.where(cv2.resize(mask, size, interpolation=cv2.INTER_AREA) >= 96, 255, 0).astype(np.uint8)
+
+
+def _table_hostile(spec, g, cells: Cells, r: int, items, pen_px: float, above, rng, extra) -> list[tuple]:
+    """Row ``r`` of a table, placed as without the mark, spoilt by it the way a student spoils a table.
+
+    ``items``: (mask, alpha, owner, left, top, cell) of the row's digits as placed; the main stream
+    has drawn them all, so every other row is as on the sheet without the mark. ``rng``: the marks'
+    own stream. Returns the items to draw, the marks with the cell (column) they are in:
+
+    * ``extra_digit``: cell ``hostile_col`` holds its digit and the same digit again on its right,
+      both written smaller to fit, apart; with ``hostile_col=-1`` a 0 is written just right of the
+      table's frame, in the row (column ``cols``, 0-based);
+    * ``blot``: a blot beside the digit of cell ``hostile_col`` (the last with -1), on its right, the
+      digit moved left in its cell (and written narrower if the cell has no room);
+    * ``letters``: a letter of :data:`TABLE_WORD` in each cell instead of its digit;
+    * ``scribble``: one scribble along the row, through its cells, instead of its digits.
+    """
+    pad = pen_px + 4  # as _row_lefts: no ink nearer a cell's line
+    kind, lay = spec.hostile, spec.layout
+    cell_lo, cell_hi = cells.lo + pad, cells.hi - pad
+    if kind == "letters":
+        word = (TABLE_WORD * (lay.cols // len(TABLE_WORD) + 1))[: lay.cols]
+        out = []
+        for c, mask in enumerate(_letters(g.digit_h, pen_px / 2, rng, word)):
+            mask = _fit_width(mask, cell_hi[c] - cell_lo[c])
+            h, w = mask.shape
+            centre = (cells.lo[c] + cells.hi[c]) / 2 + rng.normal(0, 0.05) * (cells.hi[c] - cells.lo[c])
+            x = float(np.clip(centre - w / 2, cell_lo[c], max(cell_lo[c], cell_hi[c] - w)))
+            bottom = _cell_y(cells, r, int(round(g.digit_h)), rng) + int(round(g.digit_h))  # on a baseline
+            y = _clear_of(above, int(round(x)), bottom - h, bottom - h, mask.shape)
+            out.append((mask, _ink_alpha(mask, spec, rng), "letters", x, y, c))
+        return out
+    if kind == "scribble":
+        span = cells.hi[-1] - cells.lo[0]
+        mask = _scribble(span * rng.uniform(0.7, 0.92), g.digit_h * 0.8, pen_px, rng)
+        h, w = mask.shape
+        x = cells.lo[0] + (span - w) * rng.uniform(0.15, 0.85)
+        y = _cell_y(cells, r, h, rng)
+        y = _clear_of(above, int(round(x)), y, y, mask.shape)
+        through = tuple(c for c in range(lay.cols) if cells.lo[c] < x + w and cells.hi[c] > x)
+        return [(mask, _ink_alpha(mask, spec, rng), "scribble", x, y, through)]
+    if kind == "extra_digit" and spec.hostile_col < 0:  # the row went on past the frame
+        x = cells.hi[-1] + pad + rng.uniform(0.05, 0.15) * g.col_w
+        room = g.width - x - pad - 4
+        mask = hw.draw_digit(extra.strokes, g.digit_h * rng.uniform(0.9, 1.0), pen_px, slant_deg=rng.normal(0, 2),
+                             rotate_deg=rng.normal(0, 1.0), max_width_px=min(0.72 * g.col_w, room))
+        y = _cell_y(cells, r, mask.shape[0], rng)
+        y = _clear_of(above, int(round(x)), y, y, mask.shape)
+        return items + [(mask, _ink_alpha(mask, spec, rng), "extra_digit", x, y, lay.cols)]
+    c = spec.hostile_col if spec.hostile_col >= 0 else lay.cols - 1
+    mask, alpha, digit, left, top, _ = items[c]
+    lo, hi = cell_lo[c], cell_hi[c]
+    gap = max(2 * pen_px + 2, rng.uniform(0.1, 0.18) * g.digit_h)
+
+    def redraw(strokes, label, height, width):
+        if spec.split_strokes and label in SPLIT_LABELS:
+            strokes = split_strokes(strokes, label, pen_px / g.digit_h, rng)
+        return hw.draw_digit(strokes, height, pen_px, slant_deg=rng.normal(0, 2), rotate_deg=rng.normal(0, 1.0),
+                             max_width_px=width)
+
+    if kind == "extra_digit":  # the digit and the same again, squeezed into the cell
+        size, width = g.digit_h * rng.uniform(0.72, 0.85), (hi - lo - gap) / 2
+        first = redraw(digit.strokes, digit.label, size * rng.uniform(0.97, 1.03), width)
+        second = redraw(extra.strokes, extra.label, size * rng.uniform(0.97, 1.03), width)
+        free = max(0.0, hi - lo - first.shape[1] - gap - second.shape[1])
+        x1 = lo + free * rng.uniform(0.2, 0.7)
+        x2 = x1 + first.shape[1] + gap + (free - (x1 - lo)) * rng.uniform(0, 0.5)
+        bottom = _cell_y(cells, r, int(round(size)), rng) + int(round(size))  # on one baseline
+        y1 = _clear_of(above, int(round(x1)), bottom - first.shape[0], bottom - first.shape[0], first.shape)
+        y2 = _clear_of(above, int(round(x2)), bottom - second.shape[0] + int(rng.integers(-3, 4)),
+                       bottom - second.shape[0], second.shape)
+        placed = [(first, _ink_alpha(first, spec, rng), digit, x1, y1, None),
+                  (second, _ink_alpha(second, spec, rng), "extra_digit", x2, y2, c)]
+    else:  # a blot on the right of the cell's digit
+        blot = _blot(g.digit_h * rng.uniform(0.9, 1.1), rng)  # as large as on plain paper
+        if hi - lo - mask.shape[1] - gap < blot.shape[1]:  # the digit written narrower, to leave room for it
+            old_h = mask.shape[0]
+            mask = redraw(digit.strokes, digit.label, old_h, max(0.45 * g.digit_h, hi - lo - gap - blot.shape[1]))
+            alpha = _ink_alpha(mask, spec, rng)
+            top += old_h - mask.shape[0]
+        blot = _fit_width(blot, hi - lo - mask.shape[1] - gap)
+        free = max(0.0, hi - lo - mask.shape[1] - gap - blot.shape[1])
+        x1 = lo + free * rng.uniform(0.0, 0.4)
+        x2 = x1 + mask.shape[1] + gap + (free - (x1 - lo)) * rng.uniform(0.0, 0.7)
+        centre = top + mask.shape[0] * rng.uniform(0.45, 0.8)  # beside the digit, at mid height or low
+        y2 = int(round(np.clip(centre - blot.shape[0] / 2, cells.tops[r] + 4, cells.tops[r + 1] - 4 - blot.shape[0])))
+        placed = [(mask, alpha, digit, x1, top, None), (blot, _ink_alpha(blot, spec, rng), "blot", x2, y2, c)]
+    (m1, _, _, x1, y1, _), (m2, _, _, x2, y2, _) = placed
+    if int(round(x1)) + m1.shape[1] + 2 * pen_px > int(round(x2)) or int(round(x2)) + m2.shape[1] > cells.hi[c]:
+        raise ValueError(f"{spec.name}: the {kind} does not fit beside the digit of row {r}, column {c}")
+    return items[:c] + placed + items[c + 1 :]
+
+
 def _item_y(spec, g, cells: Cells, r: int, h: int, owner, tilt: float, bow: float, x: float, rng) -> int:
     """The top of an item: a little below the middle of its cell (tables), else on the row's baseline."""
     if g.table:
-        top, bottom = cells.tops[r], cells.tops[r + 1]
-        room = bottom - top - 2 * 4 - h
-        return int(round(top + 4 + room * np.clip(rng.normal(0.55, 0.06), 0, 1)))
+        return _cell_y(cells, r, h, rng)
     along = (x - g.width / 2) / (g.usable_w / 2)
     base = g.baseline(r) - np.tan(np.radians(tilt)) * along * g.usable_w / 2 + bow * (along**2 - 1 / 3)
     if spec.wobble:
@@ -508,6 +617,13 @@ def _item_y(spec, g, cells: Cells, r: int, h: int, owner, tilt: float, bow: floa
     if owner == "blot":
         base -= rng.uniform(0.15, 0.5) * g.digit_h  # beside the digit, at mid height or low
     return int(round(base - h))
+
+
+def _cell_y(cells: Cells, r: int, h: int, rng) -> int:
+    """The top of an item ``h`` tall in row ``r`` of a table: a little below the middle of the cell."""
+    top, bottom = cells.tops[r], cells.tops[r + 1]
+    room = bottom - top - 2 * 4 - h
+    return int(round(top + 4 + room * np.clip(rng.normal(0.55, 0.06), 0, 1)))
 
 
 def _crossing(g, cells: Cells, r: int, y: int, shape, rng) -> int:
@@ -531,11 +647,20 @@ def _clear_of(boxes, x: int, y: int, fallback: int, shape) -> int:
 
 
 def _pick_extra(spec: StudentSpec, pools) -> object | None:
-    """The digit written too many (the row's next digit again, or a 0 after the row's last)."""
+    """The digit written too many (the row's next digit again, or a 0 after the row's last).
+
+    On a table it is one the sheet's digits leave over (not taken from the pool), so that every
+    other digit is the one the sheet without the mark has.
+    """
     if spec.hostile != "extra_digit":
         return None
     lay = spec.layout
     label = lay.label_at(spec.hostile_row, spec.hostile_col) if spec.hostile_col >= 0 else lay.digits[0]
+    if spec.paper.startswith("table"):
+        need = sum(lay.label_at(r, c) == label for r in range(lay.rows) for c in range(lay.cols))
+        if len(pools.get(label, ())) <= need:
+            raise ValueError(f"{spec.name}: no {label} left for the digit too many")
+        return pools[label][0]  # the rows pop their digits from the end
     if not pools.get(label):
         raise ValueError(f"{spec.name}: no {label} left for the digit too many")
     return pools[label].pop()
@@ -545,6 +670,7 @@ def render_page(spec: StudentSpec) -> tuple[np.ndarray, list[dict], list[dict]]:
     """The flat page of ``spec`` (BGR uint8), the digits' truth and the other marks (see :func:`render_sheet`)."""
     rng = np.random.default_rng([spec.seed, 15])
     side = np.random.default_rng([spec.seed, 15, 1])  # split strokes and hostile marks: their own stream
+    spoil = np.random.default_rng([spec.seed, 15, 2])  # a table's hostile marks: the rest as without them
     lay = spec.layout
     pools = hw._choose_digits(spec, rng)
     g = _geometry(spec, pools)
@@ -577,23 +703,30 @@ def render_page(spec: StudentSpec) -> tuple[np.ndarray, list[dict], list[dict]]:
             lefts = lefts[0] + np.concatenate([[0.0], np.cumsum(widths[:-1] + 0.12 * g.digit_h)])
         ys = [_item_y(spec, g, cells, r, m.shape[0], o, tilt, bow, lefts[k] + m.shape[1] / 2, rng)
               for k, (m, o) in enumerate(zip(masks, owners))]
+        above = [t["box"] for t in truth + marks if t["row"] == r - 1 and "box" in t]
         if spec.paper in HAND_TABLES:
-            above = [t["box"] for t in truth if t["row"] == r - 1]
             ys = [_clear_of(above, int(round(x)), _crossing(g, cells, r, y, m.shape, side), y, m.shape)
                   for x, y, m in zip(lefts, ys, masks)]
         if r in touch_rows:
             pairs = sorted(set(rng.choice(lay.cols - 1, int(rng.integers(1, 3)), replace=False).tolist()))
             for c in _touch(masks, lefts, ys, pairs, pen_px, rng):
                 marks.append({"kind": "touching", "row": r, "cols": (c, c + 1)})
+        alphas = [_ink_alpha(m, spec, rng) for m in masks]
+        items = list(zip(masks, alphas, owners, lefts, ys, [None] * len(masks)))
+        if g.table and spec.hostile and r == spec.hostile_row:
+            items = _table_hostile(spec, g, cells, r, items, pen_px, above, spoil, extra)
         col = 0
-        for mask, owner, left, y in zip(masks, owners, lefts, ys):
+        for mask, alpha, owner, left, y, cell in items:
             h, w = mask.shape
             x = int(round(left))
             if x < 0 or y < 0 or x + w > g.width or y + h > g.height:
                 raise ValueError(f"{spec.name}: an item of row {r} does not fit on the page (box {(x, y, w, h)})")
-            hw._composite(page, _ink_alpha(mask, spec, rng), ink, x, y)
+            hw._composite(page, alpha, ink, x, y)
             if isinstance(owner, str):
-                marks.append({"kind": owner, "row": r, "after_col": col - 1, "box": (x, y, w, h), "page_box": (x, y, w, h)})
+                mark = {"kind": owner, "row": r, "after_col": col - 1}
+                if cell is not None:  # a table's cell (column) it is in, or the columns a scribble runs through
+                    mark["cols" if isinstance(cell, tuple) else "col"] = cell
+                marks.append({**mark, "box": (x, y, w, h), "page_box": (x, y, w, h)})
                 continue
             truth.append({"row": r, "col": col, "label": owner.label, "writer": spec.writer, "index": owner.index,
                           "box": (x, y, w, h), "page_box": (x, y, w, h)})
@@ -734,8 +867,9 @@ def render_sheet(spec: StudentSpec) -> tuple[np.ndarray, list[dict], list[dict]]
     ``label``, ``writer``, ``index``, ``box`` in the image, ``page_box`` on the flat page); the
     columns count the digits only (an extra digit or a blot has none). ``marks``: the other things
     written, each with ``kind`` ("extra_digit", "blot", "letters", "scribble": with ``row``,
-    ``after_col`` (the digit column it follows, -1 before the first) and boxes; "touching": with
-    ``row`` and the two ``cols``).
+    ``after_col`` (the digit column it follows, -1 before the first) and boxes, in a table also the
+    ``col`` of the cell it is in (``cols``: the cells a scribble runs through; an extra digit right of
+    the table's frame: ``cols`` of the layout); "touching": with ``row`` and the two ``cols``).
     """
     page, truth, marks = render_page(spec)
     boxed = truth + [m for m in marks if "box" in m]
@@ -784,12 +918,17 @@ HOSTILE_FIELDS = MappingProxyType({  # what must be refused, in row ``hostile_ro
 STUDENT_LAYOUTS = (SheetLayout(), SheetLayout(rows=6, cols=10))
 STUDENT_SHEETS = (("W02", 11, 0), ("W07", 12, 1))  # writer, seed, index into STUDENT_LAYOUTS
 HOSTILE_SHEETS = (("W04", 21, 0, 3), ("W09", 22, 1, 4))  # ... and the hostile row (0-based)
+HOSTILE_TABLE_SHEETS = (  # writer, seed, layout index, hostile row, the table (a key of TRAIT_FIELDS)
+    ("W06", 34, 0, 5, "table_pen"), ("W03", 43, 1, 2, "table_dashed"), ("W01", 39, 0, 8, "table_pencil"))
 
 
 def students_corpus() -> list[StudentSpec]:
-    """Every trait on each of :data:`STUDENT_SHEETS`, then every hostile kind on each of :data:`HOSTILE_SHEETS`."""
+    """Every trait on each of :data:`STUDENT_SHEETS`, then every hostile kind on each of :data:`HOSTILE_SHEETS`,
+    then every hostile kind in the table of each of :data:`HOSTILE_TABLE_SHEETS`."""
     specs = [StudentSpec(writer=w, seed=s, layout=STUDENT_LAYOUTS[k], **fields)
              for fields in TRAIT_FIELDS.values() for w, s, k in STUDENT_SHEETS]
     specs += [StudentSpec(writer=w, seed=s, layout=STUDENT_LAYOUTS[k], hostile_row=row, **fields)
               for fields in HOSTILE_FIELDS.values() for w, s, k, row in HOSTILE_SHEETS]
+    specs += [StudentSpec(writer=w, seed=s, layout=STUDENT_LAYOUTS[k], hostile_row=row, **TRAIT_FIELDS[paper], **fields)
+              for fields in HOSTILE_FIELDS.values() for w, s, k, row, paper in HOSTILE_TABLE_SHEETS]
     return specs
