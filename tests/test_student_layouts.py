@@ -2,7 +2,9 @@
 
 Every sheet is drawn from real writers' pen strokes (UNIPEN, CC BY 4.0) by
 :mod:`mnist_transfer.student_sheets`, which knows nothing of the reader. Only the reader's public API
-is used: :func:`sheet_reading.process_sheet`, the fields of ``SheetResult`` and ``Digit``, ``SheetError``.
+is used: :func:`sheet_reading.process_sheet`, the fields of ``SheetResult`` and ``Digit``, ``SheetError``
+(and, for a row of letters in a table, which only the pre-trained model can tell from digits,
+:func:`sheet_check.read_checked_sheet` as notebook 01 reads a sheet).
 
 * Each trait a student's sheet has (a photo on a desk with the paper off the frame, a table ruled by
   hand or printed with dashed lines, touching digits, strokes written apart, a wider column gap,
@@ -22,6 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mnist_transfer import sheet_check
 from mnist_transfer import student_sheets as ss
 from mnist_transfer.sheet_reading import SheetError, process_sheet
 
@@ -92,12 +95,15 @@ def test_a_plain_sheet_of_the_same_writers_is_read_right():
 
 
 # Sheets the reader still refuses (issue 15 is open for them): each must stay a refusal, never a misread, and the
-# test fails as soon as one is read right, so that it is taken off this list.
+# test fails as soon as one is read right, so that it is taken off this list. W02's row 8: the 7's bar reaches over
+# the 8, the pair is 98 px wide where their columns are 87 and 66 (1.3 digits, not 2): refused as "looks like 2
+# digits touching ... leave a gap", as the row's count cannot say where to cut so deep an overlap.
 STILL_REFUSED = {
     ("touching", "W02"),
 }
 # Read with every label right (by the table's cells), but a digit whose stroke lies on a cell's line loses that
-# stroke with the line (a 7's bar, a 6's loop), so its box is not the true one: a known gap of line removal.
+# stroke with the line, so its box is not the true one: a known gap of line removal. A stroke lying on the line and
+# thickening it (a 7's bar, a 5's top) is kept (ink.strokes_along); a 6's loop flattened along the line (row 11) is not.
 STILL_DAMAGED = {("table_pen", "W02")}
 
 
@@ -167,25 +173,19 @@ def test_hostile_sheet_is_refused_naming_the_row(kind, writer, seed, layout, row
 # one cell"); with ``hostile_col=-1`` it is written just right of the table's frame ("an extra digit at column
 # 11"). Cases the reader still gets wrong (read, or a message not naming the row or column), with what it said;
 # strict, so that a fixed one fails until it is taken off this list.
-TABLE_STILL_WRONG = {  # (kind, paper): what the reader does
-    ("extra_digit_at_end", "table_pen"): "refused without naming row 6: the rows reading's 13 problems (marks outside "
-                                         "the rows, row 1 with 13 marks, ...), none of the 8 listed in row 6",
-    ("extra_digit_in_row", "table_pencil"): "'row 9, column 6: 1 mark(s) too many in this row (11 where the layout has "
-                                            "10); the one at column 6 is the least like the row's digits (much smaller "
-                                            "...)': neither an extra digit nor the cell holding two (column 5) named",
-    ("letters_row", "table_pen"): "read, not refused: 120 digits, the letters of row 6 as digits",
-    ("letters_row", "table_dashed"): "refused only for 'a mark outside the rows of digits, between rows 1 and 2 "
-                                     "(x=1033, y=284)' (a remnant of a dotted line): row 3's letters read as digits",
-    ("letters_row", "table_pencil"): "read, not refused: 120 digits, the letters of row 9 as digits",
-    ("scribble_row", "table_pen"): "refused without naming row 6: 'found 13 rows of writing, the layout has 12' and "
-                                   "four marks outside the rows elsewhere (above row 1, between rows 2-3, 9-10)",
-}
+TABLE_STILL_WRONG: dict = {}  # (kind, paper): what the reader does
+# A letter in each cell of a row is, to the reader, a mark in each cell: it reads these sheets whole (60 or 120
+# "digits"). Only the pre-trained model tells letters from digits, so that row is refused by the check that runs
+# before anything is written (sheet_check, as notebook 01 reads a sheet): the test after this one.
+READER_CANNOT_TELL = {("letters_row", paper) for paper in ("table_pen", "table_pencil", "table_dashed")}
 
 
 def _table_cases():
     for kind in HOSTILE:
         for sheet in HOSTILE_TABLE_SHEETS:
             writer, seed, _, _, paper = sheet
+            if (kind, paper) in READER_CANNOT_TELL:
+                continue
             reason = TABLE_STILL_WRONG.get((kind, paper))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
             yield pytest.param(kind, *sheet, marks=marks, id=f"{kind}-{paper}-{writer}-s{seed}")
@@ -201,6 +201,18 @@ def test_hostile_table_sheet_is_refused_naming_the_row(kind, writer, seed, layou
         c = spec.hostile_col + 1
         where = rf"{_extra_digit_at(r, c)}|row {r}, column {c}: two (\w+ )?digits in one cell"
     _assert_refused_naming_the_row(err, spec, read, where)
+
+
+@pytest.mark.parametrize("writer,seed,layout,row,paper", HOSTILE_TABLE_SHEETS,
+                         ids=[f"{p}-{w}-s{s}" for w, s, _, _, p in HOSTILE_TABLE_SHEETS])
+def test_a_row_of_letters_in_a_table_is_refused_before_anything_is_written(pretrained, writer, seed, layout, row, paper):
+    """Read as notebook 01 reads a sheet (:func:`sheet_check.read_checked_sheet`): the model reads none of the
+    row's letters as the digit of its cell, and the other rows' digits well, so the row is refused, named."""
+    spec = _spec({**TRAITS[paper], **HOSTILE["letters_row"]}, writer, seed, layout, hostile_row=row)
+    image, _, _ = ss.render_sheet(spec)
+    with pytest.raises(SheetError) as err:
+        sheet_check.read_checked_sheet(image, spec.layout, pretrained, spec.name)
+    assert re.search(rf"\brow {row + 1} is not the layout's digits", str(err.value)), str(err.value)
 
 
 @pytest.mark.parametrize("writer,seed,layout,row,paper", HOSTILE_TABLE_SHEETS,

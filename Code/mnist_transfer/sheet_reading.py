@@ -37,7 +37,7 @@ import numpy as np
 from . import paths
 from .cells import CellReading, _annotate, _diagnosis, _where, assign_cells, refusal
 from .ink import binarize, ink_scale, remove_drawn_lines, remove_grid_lines
-from .layout import ORDERS, Box, Digit, SheetError, SheetLayout, SheetResult
+from .layout import ORDERS, Box, Digit, SheetError, SheetLayout, SheetResult, ShortRow
 from .mnist_style import to_mnist
 from .page import (PAGE_WIDTH, blur_problem, exposure_problem, find_page, light_surface_edge, page_and_transform,
                    read_image)
@@ -86,9 +86,11 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     cells, cuts = reading.cells, reading.cuts
     if problems or len(cells) != layout.count:  # a second reading, by the table's cells, if the page has a table
         by_table = _read_by_table(page, layout, pieces, stroke, height)
-        if by_table is not None:
-            cells, cuts, problems = by_table, [], []
+        if by_table is not None and by_table[0] is not None:
+            cells, cuts, problems = by_table[0], [], []
             steps["read_by_table"] = True
+        elif by_table is not None:  # the writing is in the layout's table: its cells say what is wrong
+            problems = cut_off + by_table[1]
     if problems or len(cells) != layout.count:
         if not any("turned by 90 degrees" in text for _, text in problems) and _reads_sideways(ink, layout, len(pieces)):
             problems.insert(0, ((0, 0, 1, 1), (
@@ -101,19 +103,24 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
                 "be told from the table and its edges become marks: photograph the sheet on a darker surface, with "
                 "all four corners visible, or crop the photo to the paper")))
         all_boxes = [p.box for r in reading.digits for p in r]
-        raise SheetError(
-            refusal(source, _diagnosis(page), layout, problems),
-            _annotate(page, all_boxes, problems=problems, cuts=reading.cuts),
-            cause="turned" if any("turned by 90 degrees" in text for _, text in problems) else
-                  "local" if _as_laid_out(reading.digits, layout) or (
-                      cut_off and all(_within_rows(box, cut_off) for box, _ in problems)) else "",
-        )
+        cause = ("turned" if any("turned by 90 degrees" in text for _, text in problems) else
+                 "local" if _as_laid_out(reading.digits, layout) or (
+                     cut_off and all(_within_rows(box, cut_off) for box, _ in problems)) else "")
+        diagnosis = _diagnosis(page)
+
+        def retell(problems):
+            return SheetError(refusal(source, diagnosis, layout, problems),
+                              _annotate(page, all_boxes, problems=problems, cuts=reading.cuts), cause, problems)
+
+        short = {r: ShortRow(text, tuple(p.box for p in reading.digits[r]),
+                             tuple(_image_of(p, labels) for p in reading.digits[r]))
+                 for r, text in reading.short.items() if any(text == t for _, t in problems)}
+        raise SheetError(refusal(source, diagnosis, layout, problems),
+                         _annotate(page, all_boxes, problems=problems, cuts=reading.cuts), cause, problems, short, retell)
     digits, boxes, given = [], [], []
     for (r, c), piece in sorted(cells.items()):
-        x, y, w, h = piece.box
-        mask = np.where(np.isin(labels[y : y + h, x : x + w], piece.ids), 255, 0).astype(np.uint8)
         label = layout.label_at(r, c)
-        digits.append(Digit(to_mnist(mask), label, source, r, c, piece.box))
+        digits.append(Digit(_image_of(piece, labels), label, source, r, c, piece.box))
         boxes.append(piece.box)
         given.append(label)
     steps["digits"] = len(digits)
@@ -124,15 +131,17 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
 
 
 def _read_by_table(page: np.ndarray, layout: SheetLayout, pieces: list[Piece], stroke: float,
-                   height: float) -> dict[tuple[int, int], Piece] | None:
-    """The cells of the page's table, if it has one of the layout's shape holding one whole digit a cell."""
+                   height: float) -> tuple[dict | None, list[tuple[Box, str]]] | None:
+    """The cells of the page's table, if it has one of the layout's shape holding one whole digit a cell:
+    (cells, []); with a problem in some cell, (None, the problems); None when there is no such table (or
+    its reading cuts a row off at the photo's edge)."""
     table = find_table(page, layout, height)
     if table is None:
         return None
-    cells = read_table(pieces, table, layout, stroke, height)
-    if cells is None or _cut_off([list(cells.values())], page.shape, height):
+    cells, problems = read_table(pieces, table, layout, stroke, height)
+    if cells is not None and _cut_off([list(cells.values())], page.shape, height):
         return None
-    return cells
+    return cells, problems
 
 
 def _cut_off(rows: list[list[Piece]], shape: tuple[int, ...], height: float) -> list[tuple[Box, str]]:
@@ -173,6 +182,12 @@ def _within_rows(box: Box, rows: list[tuple[Box, str]]) -> bool:
     """Does ``box`` lie in the band of one of ``rows`` (boxes of whole rows), half a row's height either side?"""
     middle = box[1] + box[3] / 2
     return any(y - h / 2 <= middle <= y + 1.5 * h for (_, y, _, h), _ in rows)
+
+
+def _image_of(piece: Piece, labels: np.ndarray) -> np.ndarray:
+    """The piece's ink alone (not its neighbours' in its box), MNIST-style (28x28)."""
+    x, y, w, h = piece.box
+    return to_mnist(np.where(np.isin(labels[y : y + h, x : x + w], piece.ids), 255, 0).astype(np.uint8))
 
 
 def _reads_sideways(ink: np.ndarray, layout: SheetLayout, n_pieces: int) -> bool:

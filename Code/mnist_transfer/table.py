@@ -9,8 +9,9 @@ cell that holds it (:func:`read_table`).
 
 It is only a second reading: :func:`.sheet_reading.process_sheet` uses it when the rows of writing
 do not fit the layout and the page has a table. It never splits or merges digits across a line; a
-cell with two digits, an empty cell or a mark outside the table leaves the first reading's refusal
-as it was.
+cell with two digits, an empty cell or a mark outside the table is refused, named by the table's row
+and column (a mark right of the frame: a digit too many at the row's end), in place of the first
+reading's problems: on a page with the layout's table, the rows of writing wander, the cells do not.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 
 from .ink import flatten_light
-from .layout import SheetLayout
+from .layout import Box, SheetLayout
 from .rows import Piece, group_digits
 
 FAINT = 4  # a table line: this much darker than the paper (levels of 255), after smoothing along the line
@@ -135,9 +136,36 @@ def find_table(page: np.ndarray, layout: SheetLayout, digit_height: float) -> Ta
     return Table(*found)
 
 
+ON_LINE = 0.12  # a thin piece whose middle is this close to a line of the table (a share of a cell) is the line's
+
+
+def _on_a_line(p: Piece, table: Table, digit_height: float) -> bool:
+    """Is the piece a remnant of one of the table's lines: thin across it (under 0.3 of a digit), and lying on
+    it (its middle within :data:`ON_LINE` of a cell's size)? A digit's middle is well inside its cell."""
+    cell_w, cell_h = table.cell_size()
+    if p.box[2] < 0.3 * digit_height and min(abs(p.cx - line.at(p.cy)) for line in table.cols) <= ON_LINE * cell_w:
+        return True
+    return p.box[3] < 0.3 * digit_height and min(abs(p.cy - line.at(p.cx)) for line in table.rows) <= ON_LINE * cell_h
+
+
+def _outside(p: Piece, table: Table, layout: SheetLayout) -> tuple[Box, str]:
+    """A digit-sized mark outside the table, named by where it is: right of the frame in a row, it is a digit
+    too many at the row's end."""
+    r = min(max(sum(line.at(p.cx) < p.cy for line in table.rows) - 1, 0), len(table.rows) - 2)
+    right = p.cx > table.cols[-1].at(p.cy)
+    within = table.rows[0].at(p.cx) < p.cy < table.rows[-1].at(p.cx)
+    if right and within:
+        return (p.box, f"row {r + 1}, column {layout.cols + 1}: a mark right of the table's frame (x={p.box[0]}) - "
+                       f"an extra digit at column {layout.cols + 1}? The table has {layout.cols} columns: erase it, "
+                       "or correct the layout")
+    where = ("above the table" if p.cy < table.rows[0].at(p.cx) else "below the table" if p.cy > table.rows[-1].at(p.cx)
+             else f"left of the table, beside row {r + 1}" if not right else f"right of the table, beside row {r + 1}")
+    return (p.box, f"a mark outside the table, {where} (x={p.box[0]}, y={p.box[1]}): erase or cover it")
+
+
 def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: float,
-               digit_height: float) -> dict[tuple[int, int], Piece] | None:
-    """Every cell's digit, if each cell of the table holds exactly one; else None.
+               digit_height: float) -> tuple[dict[tuple[int, int], Piece] | None, list[tuple[Box, str]]]:
+    """Every cell's digit, if each cell of the table holds exactly one; else None, with the problems.
 
     Each piece of ink goes to the cell that holds its centre, and the pieces of one cell are grouped
     into digits as a row's are (:func:`.rows.group_digits`, judged by the sheet's digit height). Left
@@ -145,17 +173,20 @@ def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: f
     left of a line) and pieces whose ink is thinner than the writing's (``REMNANT``). A digit written over the line into an empty neighbour's side (its centre within
     a third of a cell of the line) is given to that neighbour when its own cell holds another
     digit. A digit-sized piece outside the table, a cell still holding two digits or an empty cell
-    gives None.
+    is a problem, named by its row and column (with a box to mark on the page).
     """
     cell_w, cell_h = table.cell_size()
     inside: dict[tuple[int, int], list[Piece]] = {}
+    problems: list[tuple[Box, str]] = []
     for p in pieces:
         if p.area < REMNANT * stroke * (p.box[2] + p.box[3]):
             continue  # thinner than the writing: what is left of a line where a digit crossed it
+        if _on_a_line(p, table, digit_height):
+            continue  # a dash or a dot of the table's line, left by the line's removal
         cell = table.cell_of(p.cx, p.cy)
         if cell is None:
             if p.box[3] >= 0.35 * digit_height:
-                return None
+                problems.append(_outside(p, table, layout))
             continue
         inside.setdefault(cell, []).append(p)
     cells: dict[tuple[int, int], list[Piece]] = {}
@@ -182,6 +213,23 @@ def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: f
                     cells[to] = [digits.pop(k)]
                     moved = True
                     break
-    if len(cells) != layout.count or any(len(d) != 1 for d in cells.values()):
-        return None
-    return {cell: d[0] for cell, d in cells.items()}
+    for r in range(layout.rows):
+        for c in range(layout.cols_in(r)):
+            digits = cells.get((r, c), [])
+            if len(digits) > 1:
+                x0, y0 = min(d.box[0] for d in digits), min(d.box[1] for d in digits)
+                x1 = max(d.box[0] + d.box[2] for d in digits)
+                y1 = max(d.box[1] + d.box[3] for d in digits)
+                count = "two" if len(digits) == 2 else str(len(digits))
+                problems.append(((x0, y0, x1 - x0, y1 - y0), (
+                    f"row {r + 1}, column {c + 1}: {count} digits in one cell (x={x0}) - an extra digit, a digit "
+                    "crossed out and written again, or a mark beside it? Keep one digit a cell: erase the others")))
+            elif not digits:
+                x0, x1 = (line.at(line.along.mean()) for line in table.cols[c : c + 2])
+                y0, y1 = (line.at(line.along.mean()) for line in table.rows[r : r + 2])
+                problems.append(((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), (
+                    f"row {r + 1}, column {c + 1}: the cell is empty; write the missing digit, or darken one too "
+                    "faint to be seen")))
+    if problems or len(cells) != layout.count:
+        return None, problems
+    return {cell: d[0] for cell, d in cells.items()}, []

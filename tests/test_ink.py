@@ -1,0 +1,58 @@
+"""The ink stage's line removal on drawn shapes: a stroke lying along a table's line stays, the line goes.
+
+The sheets that need it (a 7's bar or a 6's loop written on a hand-ruled cell's line) are read in
+``tests/test_student_layouts.py`` (trait ``table_pen``); these tests pin the rule itself.
+"""
+
+import cv2
+import numpy as np
+
+from mnist_transfer import ink
+
+
+def _canvas():
+    """A 200x400 ink mask: a horizontal line 4 px thick at y=100, a vertical one crossing it at x=300, and a
+    stroke 5 px thick (a 7's bar, as long as a digit is tall) lying on the horizontal line from x=60 to x=120, 3 px
+    above its middle, its stem leaving it upwards (below the line, a stem crossing it is closed again across it)."""
+    mask = np.zeros((200, 400), np.uint8)
+    mask[98:102, :] = 255  # the line
+    mask[:, 298:302] = 255  # a line crossing it
+    mask[95:100, 60:120] = 255  # the bar, half on the line
+    mask[40:100, 110:115] = 255  # ... and a stem
+    return mask
+
+
+def test_run_across_measures_the_ink_through_each_pixel_across_the_line():
+    mask = _canvas()
+    runs = ink._run_across(mask, horizontal=True)
+    assert runs[100, 20] == 4  # the line alone
+    assert runs[100, 80] == 7  # the bar and the line: 95..101
+    assert runs[50, 300] == 200  # along the vertical line, every pixel of the column
+    assert runs[0, 0] == 0  # no ink
+    assert ink._run_across(mask, horizontal=False)[50, 300] == 4  # across the vertical line
+
+
+def test_a_stroke_lying_on_a_line_is_kept_and_a_crossing_line_is_not():
+    mask = _canvas()
+    line = np.zeros_like(mask)
+    line[98:102, :] = 255
+    line &= mask
+    kept = ink.strokes_along(mask, line, horizontal=True, digit_height=60.0) > 0
+    assert kept[98:102, 70:110].mean() > 0.9  # under the bar, the line's ink goes with the bar
+    assert not kept[:, :50].any() and not kept[:, 130:290].any()  # the bare line is a line
+    assert not kept[:, 290:310].any()  # where the other line crosses: as thick across, but not along
+    longer = mask.copy()
+    longer[95:100, 150:250] = 255  # 1.7 digit heights of thick line: the line's own, not a digit's stroke
+    kept = ink.strokes_along(longer, line & longer, horizontal=True, digit_height=60.0) > 0
+    assert kept[98:102, 70:110].mean() > 0.9 and not kept[:, 130:295].any()
+
+
+def test_drawn_lines_are_removed_and_the_bar_on_them_survives():
+    mask = _canvas()
+    cleaned, lines = ink.remove_drawn_lines(mask, digit_height=60.0)
+    assert cleaned[98:102, 200:290].sum() == 0 and cleaned[98:102, 5:50].sum() == 0  # the line is gone
+    assert cleaned[:, 298:302].sum() == 0  # and so is the one crossing it
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((cleaned > 0).astype(np.uint8), connectivity=8)
+    big = stats[1:, cv2.CC_STAT_AREA].argmax() + 1
+    x, y, w, h = stats[big, :4]
+    assert abs(x - 60) <= 2 and y == 40 and w >= 55 and y + h >= 99  # bar and stem in one piece, the bar whole
