@@ -34,6 +34,7 @@ class CellReading:
     problems: list[tuple[Box, str]]  # what does not fit, with a box to mark on the page
     digits: list[list[Piece]]  # every row's digits, left to right (touching ones split where the count asked)
     cuts: list[tuple[int, int, int]] = field(default_factory=list)  # (x, y_top, y_bottom) of every split
+    short: dict[int, str] = field(default_factory=dict)  # row -> its problem, for every row with too few digits
 
 
 def _row_line(row: list[Piece]) -> tuple[float, float]:
@@ -353,7 +354,7 @@ def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3
                                        f"(digits per row found: {counts}).{hint}"))
         return CellReading({}, problems, [group_digits(r, stroke) for r in rows])
     cells: dict[tuple[int, int], Piece] = {}
-    all_digits, cuts = [], []
+    all_digits, cuts, short = [], [], {}
     grouped = [group_digits(row, stroke) for row in rows]
     complete = [g for r, g in enumerate(grouped) if len(g) == layout.cols_in(r)]
     columns = columns_of(grouped, layout)
@@ -381,7 +382,8 @@ def assign_cells(rows: list[list[Piece]], layout: SheetLayout, stroke: float = 3
             problems.extend(_too_many(r, digits, wanted, columns, shapes, labels))
         else:
             problems.append(_too_few(r, digits, wanted, row, columns, 3 if layout.order == "row_is_sequence" else 1))
-    return CellReading(cells, problems, all_digits, cuts)
+            short[r] = problems[-1][1]
+    return CellReading(cells, problems, all_digits, cuts, short)
 
 
 # --------------------------------------------------------------------------- the whole sheet

@@ -17,13 +17,34 @@ ORDERS = ("row_is_sequence", "row_is_digit")
 class SheetError(ValueError):
     """The sheet cannot be turned into a correctly labelled dataset; the message says why."""
 
-    def __init__(self, message: str, annotated: np.ndarray | None = None, cause: str = ""):
+    def __init__(self, message: str, annotated: np.ndarray | None = None, cause: str = "",
+                 problems: tuple = (), short_rows: dict | None = None, retell=None):
         super().__init__(message)
         self.annotated = annotated
         # "page": no usable page in the photo; "turned": the writing looks turned by 90 degrees; "local": the rows
         # have the layout's shape (or only a row cut off at the photo's edge is wrong) and the problems are marks,
         # missing, extra or touching digits, or ink missing at the edge, which no other orientation removes
         self.cause = cause
+        # the reader's problems as (box, text), and each row it found too short: row -> ShortRow; ``retell(problems)``
+        # is the same refusal with other problems (worded better by a later check, e.g. with the model's reading)
+        self.problems = list(problems)
+        self.short_rows = short_rows or {}
+        self._retell = retell
+
+    def retold(self, problems: list[tuple[Box, str]]) -> SheetError:
+        """The same refusal (source, layout, annotated page) naming ``problems`` instead."""
+        if self._retell is None:
+            raise ValueError("this refusal cannot be retold")
+        return self._retell(problems)
+
+
+@dataclass(frozen=True)
+class ShortRow:
+    """A row the reader found with too few digits: its problem's text, and its pieces left to right."""
+
+    text: str
+    boxes: tuple  # page pixels, (x, y, w, h) each
+    images: tuple  # 28x28 uint8 each, as the digits would have been written
 
 
 @dataclass(frozen=True)

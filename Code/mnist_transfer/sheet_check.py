@@ -15,6 +15,10 @@ named "mirrored"); otherwise the sheet is refused with the likely cause, unless
 ``accept_implausible=True``. Labels always come from the layout, never from the model: the model
 only decides whether the layout fits the photo.
 
+A sheet the reader refuses for a row one digit short is refused all the same, but where the model
+reads that row's digits as the row with one digit left out, the problem names that digit and its
+column (:func:`missing_by_reading`): from the places alone, the row's end only looks empty.
+
 Then every digit is checked on its own by :mod:`.digit_check` (crossed out, scribbled over, cut
 off at the page's edge, swapped with a neighbour; for folders: filed under another digit's
 folder): the clear cases are refused naming the row and column (or the file), the others are
@@ -67,6 +71,41 @@ def agreement(model, digits: list[Digit]) -> tuple[float, np.ndarray]:
         return 0.0, np.zeros(0, int)
     predicted = model_predictions(model, digits)
     return float(np.mean(predicted == np.array([d.label for d in digits]))), predicted
+
+
+def missing_by_reading(err: SheetError, layout: SheetLayout, model) -> SheetError:
+    """The refusal, with every row that is one digit short and whose digits the model reads as the row's labels
+    with one left out (the rest moved up one place) named by that digit: "row 2: the 5 is missing at column 6".
+
+    Where the digits stand says only that the row is short (its last column looks empty, or one piece looks
+    like two digits touching); which digit is missing only a reading of them can say. Named only when one
+    place fits best: every digit but at most one read as its label with that digit left out, and fewer with
+    any other left out (a row of one digit, all alike, never is). Leaving out a neighbour instead changes
+    the label of one digit only, the one between them: its reading places the gap.
+    """
+    problems = list(err.problems)
+    changed = False
+    for r, short in sorted(err.short_rows.items()):
+        expected = [layout.label_at(r, c) for c in range(layout.cols_in(r))]
+        if len(short.images) != len(expected) - 1 or len(short.images) < 3:
+            continue
+        read = evaluation.predict(model, torch.from_numpy(np.stack(short.images))).argmax(1).numpy()
+        fits = [int(np.sum(read == np.array(expected[:j] + expected[j + 1:]))) for j in range(len(expected))]
+        j = int(np.argmax(fits))
+        if fits[j] < len(read) - 1 or fits.count(fits[j]) > 1:
+            continue
+        boxes = short.boxes
+        left = boxes[j - 1][0] + boxes[j - 1][2] if j > 0 else boxes[0][0] - boxes[0][2]
+        right = boxes[j][0] if j < len(boxes) else boxes[-1][0] + 2 * boxes[-1][2]
+        y0, y1 = min(b[1] for b in boxes), max(b[1] + b[3] for b in boxes)
+        text = (f"row {r + 1}: the {expected[j]} is missing at column {j + 1}; the pre-trained model reads the row's "
+                f"{len(read)} digits as {' '.join(map(str, read))}, which is the row without its {expected[j]} (the "
+                f"digits after it moved up one place); write the row again as {' '.join(map(str, expected))}, or "
+                "correct the layout")
+        problems = [((int(min(left, right)), int(y0), max(1, int(abs(right - left))), int(y1 - y0)), text)
+                    if t == short.text else (box, t) for box, t in problems]
+        changed = True
+    return err.retold(problems) if changed else err
 
 
 def label_pattern(digits: list[Digit], predicted: np.ndarray) -> str:
@@ -167,7 +206,7 @@ def _read_oriented(image: np.ndarray, layout: SheetLayout, model, source: str,
         score, predicted = agreement(model, result.digits)
     except SheetError as err:
         if err.cause in ("page", "local"):  # no page, too dark; a stray mark, a row cut off: turning will not help
-            raise
+            raise missing_by_reading(err, layout, model) from None
         first_error, result, score, predicted = err, None, -1.0, np.zeros(0, int)
     if score >= PLAUSIBLE:
         return result, Check(source, score, 0, layout, message=f"{source}: the pre-trained model reads "
@@ -193,7 +232,7 @@ def _read_oriented(image: np.ndarray, layout: SheetLayout, model, source: str,
         other.notes.append(note)
         return other, Check(source, other_score, rotation, candidate, corrected=True, message=note, mirrored=mirror)
     if first_error is not None:
-        raise first_error
+        raise missing_by_reading(first_error, layout, model)
     tried = f"{100 * best[0]:.0f}%" if best is not None else "no other reading fits the layout"
     pattern = label_pattern(result.digits, predicted)
     causes = (f"{pattern} - are the `digits` of the layout in the order they were written on the sheet, and is "
