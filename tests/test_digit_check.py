@@ -279,3 +279,43 @@ def test_the_shipped_sample_sheet_is_not_refused(pretrained):
     result, check = sheet_check.read_checked_sheet(sheet_reading.read_image(paths.SHEETS_DIR / "sample_sheet.jpg"),
                                                    SheetLayout(), pretrained, "sample_sheet.jpg")
     assert len(result.digits) == 120 and not check.corrected and len(check.flagged) <= 2
+
+
+# --------------------------------------------------------------------------- a row that is not the layout's digits
+
+
+def _sheet_read_as(reads: dict[int, list[int]], order: str = "row_is_sequence"):
+    """A sheet of 6 rows (row r: labels 0..9, or r's digit ten times), with the model's readings given per row
+    (the other rows read as labelled): the digits and one-hot probabilities."""
+    digits, probs = [], []
+    for r in range(6):
+        labels = list(range(10)) if order == "row_is_sequence" else [r] * 10
+        for c, label in enumerate(labels):
+            read = reads.get(r, labels)[c]
+            digits.append(Digit(np.zeros((28, 28), np.uint8), label, "s.png", r, c, (60 * c, 80 * r, 40, 60)))
+            probs.append(np.eye(10)[read] * 0.9 + 0.01)
+    return digits, np.array(probs)
+
+
+def test_a_row_the_model_reads_as_nothing_of_the_layout_is_refused_naming_it():
+    letters = {3: [8, 0, 4, 1, 5, 4, 8, 8, 7, 5]}  # row 4: what "worksheets" read as digits might be (none right)
+    digits, probs = _sheet_read_as(letters)
+    (first, reason), = digit_check.alien_rows(digits, probs)
+    assert (digits[first].row, digits[first].col) == (3, 0) and reason.startswith("row 4 is not the layout's digits")
+    result = SheetResult(digits, np.full((600, 700), 255, np.uint8), np.zeros((600, 700, 3), np.uint8))
+    flags = digit_check.sheet_flags(result, SheetLayout(rows=6), probs)
+    assert [(f.row, f.col, f.refused) for f in flags if "layout's digits" in f.reason] == [(4, 1, True)]
+
+
+def test_a_row_read_poorly_is_not_refused_where_the_rest_is_not_read_well_or_rows_are_one_digit():
+    digits, probs = _sheet_read_as({3: [0, 1, 9, 9, 9, 9, 9, 9, 9, 8]})
+    assert len(digit_check.alien_rows(digits, probs)) == 1  # 2 of 10 read as labelled: refused
+    digits, probs = _sheet_read_as({3: [0, 1, 2, 9, 9, 9, 9, 9, 9, 8]})
+    assert digit_check.alien_rows(digits, probs) == []  # 3 of 10: not
+    two_wrong = {r: [0, 1, 2, 3, 4, 5, 6, 7, 3, 3] for r in range(6)} | {3: [8] * 10}  # the others 80%: a poor read
+    digits, probs = _sheet_read_as(two_wrong)
+    assert digit_check.alien_rows(digits, probs) == []
+    digits, probs = _sheet_read_as({3: [1] * 10}, order="row_is_digit")  # a writer's 3s all read as 1s
+    result = SheetResult(digits, np.full((600, 700), 255, np.uint8), np.zeros((600, 700, 3), np.uint8))
+    layout = SheetLayout(rows=6, cols=10, order="row_is_digit", digits=tuple(range(6)))
+    assert not any("layout's digits" in f.reason for f in digit_check.sheet_flags(result, layout, probs))

@@ -11,6 +11,11 @@ or the same folder), so that a writer whose style the pre-trained model reads po
   writer's other copies of that digit: ``excess = (ink - median) / max(median, INK_FLOOR)``.
 * **cut off at the page's edge** (sheets): the digit's box touches the edge of the page and is
   shorter than the other digits of the sheet.
+* **a row that is not the layout's digits** (sheets whose rows are sequences, :func:`alien_rows`): a row of
+  letters or a scribble, one a cell, as written in a table, which the reader takes for digits. The model
+  reads at most 20% of the row as labelled and at least 85% of the other rows. Measured: the rows of the
+  31 UNIPEN sheets, the corpus, the students' sheets and the sample are read as labelled at 70% at the
+  least (the sample's weakest row); a row of letters in a table at 0%.
 * **swapped with a neighbour** (sheets): two neighbours in a row with different labels, A's cell
   read as B's label and B's cell as A's, each confidently, and each looking more like the writer's
   other copies of the digit the model reads than of its own label.
@@ -86,6 +91,8 @@ FILED_WARN = 0.8
 X_COVER = 0.95  # both diagonals of a digit's ink box inked along this share of their length: an X over it, and ...
 X_GROUP = 0.7  # ... the writer's other copies of the label cover theirs at most this much (an 8 covers both), and ...
 X_INK = 0.2  # ... at least this much more ink than those copies: refused as crossed out
+ROW_ALIEN = 0.2  # a row of a row_is_sequence sheet with at most this share read as labelled, ...
+ROW_REST = 0.85  # ... where the other rows have at least this share: not digits of the layout (refused)
 LOOKS_LIKE = 0.03  # "looks more like the other digit": similarity to its copies higher by this much
 FILED_LOOKS_LIKE = 0.06  # ... by this much for a refusal
 
@@ -259,6 +266,32 @@ def _flag(d: Digit, probs: np.ndarray, i: int, reason: str, refused: bool, folde
                 int(d.label), read_as, float(probs[i][read_as]), reason, refused, "" if folder else d.source, d.image)
 
 
+def alien_rows(digits: list[Digit], probs: np.ndarray) -> list[tuple[int, str]]:
+    """Rows that are not the layout's digits at all (letters, a scribble, a row written in another order), on a
+    sheet whose rows each hold a sequence of different digits: ``(index of the row's first digit not read as
+    labelled, reason)`` for each row of five or more read as labelled at most :data:`ROW_ALIEN`, where the
+    other rows are read so at least :data:`ROW_REST`.
+
+    A writer the model reads poorly is never refused so: the other rows must be read well. And a label the
+    model confuses for this writer (a 7 read as a 1) costs every row one digit, not one row all of them.
+    Not for rows of one digit each (``row_is_digit``): there one confused label is one whole row.
+    """
+    read = probs.argmax(1) == np.array([d.label for d in digits])
+    rows = np.array([d.row for d in digits])
+    out = []
+    for r in np.unique(rows):
+        mine = rows == r
+        if mine.sum() < 5 or (~mine).sum() < 5:
+            continue
+        share, rest = float(read[mine].mean()), float(read[~mine].mean())
+        if share <= ROW_ALIEN and rest >= ROW_REST:
+            first = int(np.flatnonzero(mine & ~read)[0])
+            out.append((first, f"row {r + 1} is not the layout's digits: the pre-trained model reads {int(read[mine].sum())} "
+                               f"of its {int(mine.sum())} as labelled, and {100 * rest:.0f}% of the other rows' digits "
+                               "(a row of letters or a scribble, or digits written in another order?)"))
+    return out
+
+
 def sheet_flags(result: SheetResult, layout: SheetLayout, probs: np.ndarray) -> list[Flag]:
     """Every digit of one read sheet to look at (refused or warned), in reading order."""
     digits = result.digits
@@ -291,6 +324,10 @@ def sheet_flags(result: SheetResult, layout: SheetLayout, probs: np.ndarray) -> 
             add(int(i), f"cut off at the page's edge (its box touches the edge of the photo"
                         + (f" and it is {100 * boxes[i, 3] / ref_h:.0f}% as tall as the other digits)" if short else ")"),
                 bool(short))
+
+    if layout.order == "row_is_sequence":
+        for i, reason in alien_rows(digits, probs):
+            add(i, reason, True)
 
     vectors = _vectors(images)
     cells = {(d.row, d.col): k for k, d in enumerate(digits)}
@@ -442,6 +479,8 @@ def _fix(flag: Flag, folder: bool) -> str:
         return "remove it or replace it with a clean copy of the digit"
     if "swapped with" in flag.reason:
         return "write that row again with the digits in the layout's order"
+    if "not the layout's digits" in flag.reason:
+        return "write that row again with the layout's digits in order, or correct the layout"
     if "cut off" in flag.reason:
         return "photograph or scan the whole sheet, with a margin of paper around the writing"
     return ("write the row again on a fresh line (or cover the digit with correction tape and write it again in its "
