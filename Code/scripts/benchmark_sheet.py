@@ -6,10 +6,13 @@ For every corpus sheet (:func:`mnist_transfer.handwriting.corpus`): the digits f
 them sit in their true (row, column, label), and the seconds :func:`~.sheet_reading.process_sheet`
 took (rendering the sheet is not counted). A refused sheet prints its reason. Then the shipped
 12-megapixel sample photo, and the eleven real pen-on-paper scans of ``Code/data/real_sheets``
-(``--no-real`` skips them): each read with its layout (``live_digits``: 10 x 15, a digit a row;
+(``--no-real`` skips them), each read with its layout (``live_digits``: 10 x 15, a digit a row;
 ``digit_<d>``: 5 rows of the counts in ``row_counts.json``). The scans have no true boxes, so for
 them "correct" is the number of digits the pre-trained model reads as the label they were given
-(labels come from the layout, never from the model), and "found" must equal "expected".
+(labels come from the layout, never from the model), and "found" must equal "expected". Last, the
+students' sheets of :func:`mnist_transfer.student_sheets.students_corpus` (``--no-students`` skips
+them): photos on a desk, tables, touching digits, strokes apart, each of which must be read whole,
+and the hostile ones (a digit too many, letters, a scribble, a blot), each of which must be refused.
 """
 
 import argparse
@@ -45,6 +48,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="OpenCV threads (the target machine has 2 cores)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     parser.add_argument("--no-real", action="store_true", help="skip the real scans")
+    parser.add_argument("--no-students", action="store_true", help="skip the students' sheets")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
     rows = []
@@ -77,6 +81,8 @@ def main() -> None:
           f"seconds per sheet median {statistics.median(times):.2f}, max {max(times):.2f}")
     if not args.no_real:
         rows += real_scans()
+    if not args.no_students:
+        rows += students_sheets()
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")
 
@@ -117,6 +123,35 @@ def real_scans() -> list[dict]:
           f"{sum(bool(r['refused']) for r in rows)} refused, the model agrees with "
           f"{sum(r['correct'] for r in rows)}/{sum(r['found'] for r in rows)} labels; seconds per sheet median "
           f"{statistics.median(times):.2f}, max {max(times):.2f}")
+    return rows
+
+
+def students_sheets() -> list[dict]:
+    """The students' sheets: a trait sheet must be read whole and right, a hostile one refused."""
+    from mnist_transfer import student_sheets
+
+    rows = []
+    for spec in student_sheets.students_corpus():
+        image, truth, _ = student_sheets.render_sheet(spec)
+        start = time.perf_counter()
+        try:
+            result = sheet_reading.process_sheet(image, spec.layout, source=spec.name)
+            seconds, found, correct, note = time.perf_counter() - start, len(result.digits), placement(result, truth), ""
+        except sheet_reading.SheetError as err:
+            seconds, found, correct, note = time.perf_counter() - start, 0, 0, f"REFUSED: {err}"
+        expect = "refused" if spec.hostile else "read"
+        ok = bool(note) if spec.hostile else correct == spec.layout.count
+        rows.append({"sheet": spec.name, "writer": spec.writer, "layout": f"{spec.layout.rows}x{spec.layout.cols}",
+                     "expected": spec.layout.count, "found": found, "correct": correct, "seconds": round(seconds, 3),
+                     "traits": ",".join(sorted(spec.traits)), "refused": note, "must_be": expect, "as_expected": ok})
+        print(f"{spec.name[:32]:32s} {spec.writer:6s} {rows[-1]['layout']:8s} {spec.layout.count:8d} {found:5d} "
+              f"{correct:7d} {seconds:7.2f}  {'ok' if ok else 'NOT ' + expect}: {note.splitlines()[0][:120] if note else ''}",
+              flush=True)
+    times = [r["seconds"] for r in rows]
+    traits = [r for r in rows if r["must_be"] == "read"]
+    print(f"students' sheets: {sum(r['as_expected'] for r in traits)}/{len(traits)} read 100% right, "
+          f"{sum(r['as_expected'] for r in rows if r['must_be'] == 'refused')}/{len(rows) - len(traits)} hostile refused; "
+          f"seconds per sheet median {statistics.median(times):.2f}, max {max(times):.2f}")
     return rows
 
 
