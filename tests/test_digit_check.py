@@ -305,6 +305,9 @@ def test_a_row_the_model_reads_as_nothing_of_the_layout_is_refused_naming_it():
     result = SheetResult(digits, np.full((600, 700), 255, np.uint8), np.zeros((600, 700, 3), np.uint8))
     flags = digit_check.sheet_flags(result, SheetLayout(rows=6), probs)
     assert [(f.row, f.col, f.refused) for f in flags if "layout's digits" in f.reason] == [(4, 1, True)]
+    two = {1: [8, 0, 4, 1, 5, 4, 8, 8, 7, 5], 3: [8, 0, 4, 1, 5, 4, 8, 8, 7, 5]}  # two such rows: each is named
+    digits, probs = _sheet_read_as(two)
+    assert [digits[i].row for i, _ in digit_check.alien_rows(digits, probs)] == [1, 3]
 
 
 def test_a_row_read_poorly_is_not_refused_where_the_rest_is_not_read_well_or_rows_are_one_digit():

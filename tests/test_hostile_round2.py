@@ -375,29 +375,30 @@ class _ReadsCorner(torch.nn.Module):
         return torch.nn.functional.one_hot(pixel, 10).float() * 20
 
 
-def _short_row_refusal(reads: list[int], expected_row: int = 1):
+def _short_row_refusal(reads: list[int], expected_row: int = 1, wide: int | None = None):
     images = []
     for label in reads:
         image = np.zeros((28, 28), np.uint8)
         image[0, 0] = label
         images.append(image)
-    boxes = tuple((100 * k, 50, 40, 60) for k in range(len(reads)))
+    boxes = tuple((100 * k, 50, 80 if k == wide else 40, 60) for k in range(len(reads)))
     problems = [((0, 0, 1, 1), "row 1: something else"), (boxes[0], "row 2: 9 digits where the layout has 10")]
     short = {expected_row: ShortRow(problems[1][1], boxes, tuple(images))}
     return SheetError("refused", None, "local", problems, short, retell=lambda new: SheetError(
         "; ".join(t for _, t in new), None, "local", new))
 
 
-@pytest.mark.parametrize("reads,layout,named", [
-    ([0, 1, 2, 3, 4, 6, 7, 8, 9], SheetLayout(rows=4), "the 5 is missing at column 6"),
-    ([0, 1, 2, 3, 4, 6, 7, 3, 9], SheetLayout(rows=4), "the 5 is missing at column 6"),  # one misread allowed
-    ([1, 2, 3, 4, 5, 6, 7, 8, 9], SheetLayout(rows=4), "the 0 is missing at column 1"),
-    ([0, 1, 2, 3, 4, 5, 6, 7, 8], SheetLayout(rows=4), "the 9 is missing at column 10"),
-    ([0, 1, 2, 3, 3, 6, 7, 3, 9], SheetLayout(rows=4), None),  # two misread: no place fits well enough
-    ([4] * 9, SheetLayout(rows=10, cols=10, order="row_is_digit"), None),  # a row of 4s: every place fits alike
+@pytest.mark.parametrize("reads,layout,named,wide", [
+    ([0, 1, 2, 3, 4, 6, 7, 8, 9], SheetLayout(rows=4), "the 5 is missing at column 6", None),
+    ([0, 1, 2, 3, 4, 6, 7, 3, 9], SheetLayout(rows=4), "the 5 is missing at column 6", None),  # one misread allowed
+    ([1, 2, 3, 4, 5, 6, 7, 8, 9], SheetLayout(rows=4), "the 0 is missing at column 1", None),
+    ([0, 1, 2, 3, 4, 5, 6, 7, 8], SheetLayout(rows=4), "the 9 is missing at column 10", None),
+    ([0, 1, 2, 3, 3, 6, 7, 3, 9], SheetLayout(rows=4), None, None),  # two misread: no place fits well enough
+    ([4] * 9, SheetLayout(rows=10, cols=10, order="row_is_digit"), None, None),  # a row of 4s: every place fits alike
+    ([0, 1, 2, 3, 5, 6, 7, 8, 9], SheetLayout(rows=4), None, 3),  # the 4th piece twice as wide: a 3 and a 4 touching
 ])
-def test_a_missing_digit_is_placed_by_the_models_reading_only_when_one_place_fits(reads, layout, named):
-    err = _short_row_refusal(reads)
+def test_a_missing_digit_is_placed_by_the_models_reading_only_when_one_place_fits(reads, layout, named, wide):
+    err = _short_row_refusal(reads, wide=wide)
     out = sheet_check.missing_by_reading(err, layout, _ReadsCorner())
     if named is None:
         assert out is err

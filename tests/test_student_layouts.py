@@ -130,6 +130,17 @@ def test_students_sheet_is_read_whole_and_right(trait, writer, seed, layout):
     assert errors == [], f"{len(errors)} of {len(truth)} digits wrong, first: {errors[:3]}"
 
 
+def test_a_digit_damaged_by_the_line_removal_is_listed_before_anything_is_written(pretrained):
+    """The known gap above (STILL_DAMAGED): the 6 whose loop lay on the line is left its stem, which the model
+    reads as a 1. Notebook 01's check lists it (cell, label, reading) instead of writing it without a word."""
+    writer, seed, layout = next(s for s in SHEETS if s[0] == "W02")
+    spec = _spec(TRAITS["table_pen"], writer, seed, layout)
+    image, _, _ = ss.render_sheet(spec)
+    _, check = sheet_check.read_checked_sheet(image, spec.layout, pretrained, spec.name)
+    flagged = [(f.row, f.col, f.label, f.read_as) for f in check.flagged]
+    assert (11, 7, 6, 1) in flagged and "a stroke of it missing" in check.message, (flagged, check.message)
+
+
 @functools.lru_cache(maxsize=None)
 def _refusal(kind: str, writer: str, seed: int, layout: int, row: int, paper: str = ""):
     """The hostile sheet (in the table of ``paper``, a key of TRAITS) read: its SheetError (None if it was

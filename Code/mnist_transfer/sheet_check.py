@@ -80,15 +80,17 @@ def missing_by_reading(err: SheetError, layout: SheetLayout, model) -> SheetErro
     Where the digits stand says only that the row is short (its last column looks empty, or one piece looks
     like two digits touching); which digit is missing only a reading of them can say. Named only when one
     place fits best: every digit but at most one read as its label with that digit left out, and fewer with
-    any other left out (a row of one digit, all alike, never is). Leaving out a neighbour instead changes
+    any other left out (a row of one digit, all alike, never is); and only where no piece is 1.6 times as wide
+    as the row's median (two digits touching, which the model reads as one of them). Leaving out a neighbour instead changes
     the label of one digit only, the one between them: its reading places the gap.
     """
     problems = list(err.problems)
     changed = False
     for r, short in sorted(err.short_rows.items()):
         expected = [layout.label_at(r, c) for c in range(layout.cols_in(r))]
-        if len(short.images) != len(expected) - 1 or len(short.images) < 3:
-            continue
+        widths = np.array([b[2] for b in short.boxes], float)
+        if len(short.images) != len(expected) - 1 or len(short.images) < 3 or widths.max() >= 1.6 * np.median(widths):
+            continue  # a piece as wide as two digits touching: the model reading it as one of them says nothing
         read = evaluation.predict(model, torch.from_numpy(np.stack(short.images))).argmax(1).numpy()
         fits = [int(np.sum(read == np.array(expected[:j] + expected[j + 1:]))) for j in range(len(expected))]
         j = int(np.argmax(fits))

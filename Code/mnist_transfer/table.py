@@ -140,8 +140,9 @@ ON_LINE = 0.12  # a thin piece whose middle is this close to a line of the table
 
 
 def _on_a_line(p: Piece, table: Table, digit_height: float) -> bool:
-    """Is the piece a remnant of one of the table's lines: thin across it (under 0.3 of a digit), and lying on
-    it (its middle within :data:`ON_LINE` of a cell's size)? A digit's middle is well inside its cell."""
+    """Is the piece (a cell's pieces grouped into digits: a digit's strokes together) a remnant of one of the
+    table's lines: thin across it (under 0.3 of a digit), and lying on it (its middle within :data:`ON_LINE` of
+    a cell's size)? A digit's middle is well inside its cell."""
     cell_w, cell_h = table.cell_size()
     if p.box[2] < 0.3 * digit_height and min(abs(p.cx - line.at(p.cy)) for line in table.cols) <= ON_LINE * cell_w:
         return True
@@ -159,7 +160,7 @@ def _outside(p: Piece, table: Table, layout: SheetLayout) -> tuple[Box, str]:
                        f"an extra digit at column {layout.cols + 1}? The table has {layout.cols} columns: erase it, "
                        "or correct the layout")
     where = ("above the table" if p.cy < table.rows[0].at(p.cx) else "below the table" if p.cy > table.rows[-1].at(p.cx)
-             else f"left of the table, beside row {r + 1}" if not right else f"right of the table, beside row {r + 1}")
+             else f"left of the table, beside row {r + 1}")
     return (p.box, f"a mark outside the table, {where} (x={p.box[0]}, y={p.box[1]}): erase or cover it")
 
 
@@ -181,8 +182,6 @@ def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: f
     for p in pieces:
         if p.area < REMNANT * stroke * (p.box[2] + p.box[3]):
             continue  # thinner than the writing: what is left of a line where a digit crossed it
-        if _on_a_line(p, table, digit_height):
-            continue  # a dash or a dot of the table's line, left by the line's removal
         cell = table.cell_of(p.cx, p.cy)
         if cell is None:
             if p.box[3] >= 0.35 * digit_height:
@@ -192,7 +191,8 @@ def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: f
     cells: dict[tuple[int, int], list[Piece]] = {}
     for cell, ps in inside.items():
         digits = [d for d in group_digits(ps, stroke, digit_height) if d.box[3] >= 0.25 * digit_height
-                  and max(d.box[2], d.box[3]) >= 0.35 * digit_height]
+                  and max(d.box[2], d.box[3]) >= 0.35 * digit_height
+                  and not _on_a_line(d, table, digit_height)]  # a dash of the table's line, left by its removal
         if digits:
             cells[cell] = digits
     moved = True
@@ -230,6 +230,6 @@ def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: f
                 problems.append(((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), (
                     f"row {r + 1}, column {c + 1}: the cell is empty; write the missing digit, or darken one too "
                     "faint to be seen")))
-    if problems or len(cells) != layout.count:
+    if problems:  # else every cell of the layout holds one digit
         return None, problems
     return {cell: d[0] for cell, d in cells.items()}, []

@@ -13,12 +13,13 @@ them "correct" is the number of digits the pre-trained model reads as the label 
 students' sheets of :func:`mnist_transfer.student_sheets.students_corpus` (``--no-students`` skips
 them): photos on a desk, tables, touching digits, strokes apart, each of which must be read whole,
 and the hostile ones (a digit too many, letters, a scribble, a blot), each of which must be refused
-(by the reader, or, for one the reader reads whole, by the model's check before writing, as notebook
-01 does; "seconds" is the reader's time).
+naming the row they are in (by the reader, or, for one the reader reads whole, by the model's check
+before writing, as notebook 01 does; "seconds" is the reader's time).
 """
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -148,7 +149,9 @@ def students_sheets() -> list[dict]:
             except sheet_reading.SheetError as err:
                 note = f"REFUSED by the model's check: {err}"
         expect = "refused" if spec.hostile else "read"
-        ok = bool(note) if spec.hostile else correct == spec.layout.count
+        row = spec.hostile_row + 1
+        ok = (bool(re.search(rf"\brow {row}\b|\brows \d+ and {row}\b|\brows {row} and \d+", note)) if spec.hostile
+              else correct == spec.layout.count)  # refused naming the hostile row; or read whole and right
         rows.append({"sheet": spec.name, "writer": spec.writer, "layout": f"{spec.layout.rows}x{spec.layout.cols}",
                      "expected": spec.layout.count, "found": found, "correct": correct, "seconds": round(seconds, 3),
                      "traits": ",".join(sorted(spec.traits)), "refused": note, "must_be": expect, "as_expected": ok})
