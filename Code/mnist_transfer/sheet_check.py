@@ -80,9 +80,9 @@ def missing_by_reading(err: SheetError, layout: SheetLayout, model) -> SheetErro
     Where the digits stand says only that the row is short (its last column looks empty, or one piece looks
     like two digits touching); which digit is missing only a reading of them can say. Named only when one
     place fits best: every digit but at most one read as its label with that digit left out, and fewer with
-    any other left out (a row of one digit, all alike, never is); and only where no piece is 1.6 times as wide
-    as the row's median (two digits touching, which the model reads as one of them). Leaving out a neighbour instead changes
-    the label of one digit only, the one between them: its reading places the gap.
+    any other left out (a row of one digit, all alike, never is); and only where no piece is 1.6 times as
+    wide as the row's median (two digits touching, which the model reads as one of them). Leaving out a
+    neighbour instead changes the label of one digit only, the one between them: its reading places the gap.
     """
     problems = list(err.problems)
     changed = False

@@ -110,7 +110,8 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
 
         def retell(problems):
             return SheetError(refusal(source, diagnosis, layout, problems),
-                              _annotate(page, all_boxes, problems=problems, cuts=reading.cuts), cause, problems)
+                              _annotate(page, all_boxes, problems=problems, cuts=reading.cuts), cause, problems,
+                              short, retell)
 
         short = {r: ShortRow(text, tuple(p.box for p in reading.digits[r]),
                              tuple(_image_of(p, labels) for p in reading.digits[r]))
