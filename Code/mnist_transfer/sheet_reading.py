@@ -83,14 +83,14 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     reading = assign_cells(rows, layout, stroke, labels)
     cut_off = _cut_off(reading.digits, page.shape, height)
     problems = cut_off + problems + reading.problems
-    cells, cuts = reading.cells, reading.cuts
+    cells, cuts, table_boxes = reading.cells, reading.cuts, None
     if problems or len(cells) != layout.count:  # a second reading, by the table's cells, if the page has a table
         by_table = _read_by_table(page, layout, pieces, stroke, height)
         if by_table is not None and by_table[0] is not None:
             cells, cuts, problems = by_table[0], [], []
             steps["read_by_table"] = True
         elif by_table is not None:  # the writing is in the layout's table: its cells say what is wrong
-            problems = cut_off + by_table[1]
+            problems, table_boxes = cut_off + by_table[1], by_table[2]
     if problems or len(cells) != layout.count:
         if not any("turned by 90 degrees" in text for _, text in problems) and _reads_sideways(ink, layout, len(pieces)):
             problems.insert(0, ((0, 0, 1, 1), (
@@ -102,7 +102,7 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
                 "the paper's edge shows in the photo against a light surface (a white table), so the paper cannot "
                 "be told from the table and its edges become marks: photograph the sheet on a darker surface, with "
                 "all four corners visible, or crop the photo to the paper")))
-        all_boxes = [p.box for r in reading.digits for p in r]
+        all_boxes = table_boxes if table_boxes is not None else [p.box for r in reading.digits for p in r]
         cause = ("turned" if any("turned by 90 degrees" in text for _, text in problems) else
                  "local" if _as_laid_out(reading.digits, layout) or (
                      cut_off and all(_within_rows(box, cut_off) for box, _ in problems)) else "")
@@ -132,17 +132,17 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
 
 
 def _read_by_table(page: np.ndarray, layout: SheetLayout, pieces: list[Piece], stroke: float,
-                   height: float) -> tuple[dict | None, list[tuple[Box, str]]] | None:
+                   height: float) -> tuple[dict | None, list[tuple[Box, str]], list[Box]] | None:
     """The cells of the page's table, if it has one of the layout's shape holding one whole digit a cell:
-    (cells, []); with a problem in some cell, (None, the problems); None when there is no such table (or
-    its reading cuts a row off at the photo's edge)."""
+    (cells, [], boxes); with a problem in some cell, (None, the problems, the boxes of the digits found in
+    the cells); None when there is no such table (or its reading cuts a row off at the photo's edge)."""
     table = find_table(page, layout, height)
     if table is None:
         return None
-    cells, problems = read_table(pieces, table, layout, stroke, height)
+    cells, problems, boxes = read_table(pieces, table, layout, stroke, height)
     if cells is not None and _cut_off([list(cells.values())], page.shape, height):
         return None
-    return cells, problems
+    return cells, problems, boxes
 
 
 def _cut_off(rows: list[list[Piece]], shape: tuple[int, ...], height: float) -> list[tuple[Box, str]]:

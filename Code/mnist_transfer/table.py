@@ -165,8 +165,9 @@ def _outside(p: Piece, table: Table, layout: SheetLayout) -> tuple[Box, str]:
 
 
 def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: float,
-               digit_height: float) -> tuple[dict[tuple[int, int], Piece] | None, list[tuple[Box, str]]]:
-    """Every cell's digit, if each cell of the table holds exactly one; else None, with the problems.
+               digit_height: float) -> tuple[dict[tuple[int, int], Piece] | None, list[tuple[Box, str]], list[Box]]:
+    """Every cell's digit, if each cell of the table holds exactly one; else None, with the problems; and the
+    boxes of every digit found in a cell (to draw on the page).
 
     Each piece of ink goes to the cell that holds its centre, and the pieces of one cell are grouped
     into digits as a row's are (:func:`.rows.group_digits`, judged by the sheet's digit height). Left
@@ -230,6 +231,7 @@ def read_table(pieces: list[Piece], table: Table, layout: SheetLayout, stroke: f
                 problems.append(((int(x0), int(y0), int(x1 - x0), int(y1 - y0)), (
                     f"row {r + 1}, column {c + 1}: the cell is empty; write the missing digit, or darken one too "
                     "faint to be seen")))
+    found = [d.box for digits in cells.values() for d in digits]
     if problems:  # else every cell of the layout holds one digit
-        return None, problems
-    return {cell: d[0] for cell, d in cells.items()}, []
+        return None, problems, found
+    return {cell: d[0] for cell, d in cells.items()}, [], found
