@@ -77,25 +77,27 @@ def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, enabled=False)
 
 
-def seconds_per_epoch(model: nn.Module, batch_size: int = 128, steps: int = 3, n_images: int = 60000,
-                      bf16: bool = True, device: torch.device | str = "cpu") -> float:
-    """Measured wall time of one MNIST training epoch of ``model`` (from a few timed steps)."""
+def seconds_per_epoch(model: nn.Module, batch_size: int = 128, steps: int = 10, n_images: int = 60000,
+                      bf16: bool = True, device: torch.device | str = "cpu", warmup: int = 3) -> float:
+    """Measured wall time of one MNIST training epoch of ``model``, from ``steps`` timed training steps after
+    ``warmup`` untimed ones: their lower quartile, so that a step slowed by another job on the same cores (or
+    the first steps' kernel set-up) does not count for the whole epoch."""
     device = torch.device(device)
     model = copy.deepcopy(model).to(device).to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch_size, 1, 28, 28, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
     timings = []
-    for step in range(steps + 1):  # the first step warms up and is not counted
+    for step in range(warmup + steps):
         start = time.perf_counter()
         with _autocast(device, bf16):
             loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        if step:
+        if step >= warmup:
             timings.append(time.perf_counter() - start)
-    return float(np.median(timings)) * n_images / batch_size
+    return float(np.percentile(timings, 25)) * n_images / batch_size
 
 
 def candidate_epoch_seconds(device: torch.device | str = "cpu") -> dict[str, dict]:
