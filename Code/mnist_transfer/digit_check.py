@@ -291,7 +291,7 @@ def alien_rows(digits: list[Digit], probs: np.ndarray) -> list[tuple[int, str]]:
     out = []
     for r in alien:
         mine = rows == r
-        share, rest = shares[r], float(read[others].mean()) if others.sum() >= 5 else 0.0
+        rest = float(read[others].mean()) if others.sum() >= 5 else 0.0
         if rest >= ROW_REST and len(shares) - len(alien) >= len(shares) / 2:
             first = int(np.flatnonzero(mine & ~read)[0])
             out.append((first, f"row {r + 1} is not the layout's digits: the pre-trained model reads {int(read[mine].sum())} "
