@@ -363,6 +363,18 @@ def test_a_missing_digit_is_named_at_its_column(pools, pretrained, closed_up):
         assert "reads the row's 9 digits as 0 1 2 3 4 6 7 8 9" in message, message
 
 
+def test_a_row_written_backwards_is_refused_as_not_the_layouts_digits(pools, pretrained):
+    """Row 3 written 9 8 7 ... 0 under a layout of 0..9: read as labelled it would be ten wrong labels (the model
+    agrees with 90% of the sheet, so the sheet as a whole looks fine). Only its middle pair reads as a swap;
+    the row as a whole is named."""
+    rows = sequence()
+    rows[2] = list(reversed(range(10)))
+    image, _, _ = compose(pools, rows)
+    message = _refusal(image, LAYOUT, pretrained, "IMG_0112.png")
+    assert "row 3 is not the layout's digits: the pre-trained model reads 0 of its 10 as labelled" in message, message
+    assert "in another order" in message and "Nothing was written" in message
+
+
 class _ReadsCorner(torch.nn.Module):
     """A stand-in for the model: reads each image as the digit written in its top-left pixel."""
 
