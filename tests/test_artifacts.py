@@ -233,7 +233,8 @@ def test_report_stability_figures_agree_with_the_stability_results(report_text, 
     assert f"{100 * last['seed_std']:.1f} points for the last layer" in text
     assert f"{100 * many['seed_std']:.1f} points for the last {n} layers" in text
     single = len(last["lrs_tried"]) < 2 or len(many["lrs_tried"]) < 2
-    assert ("compare learning-rate sensitivity, because one strategy was tried at a single rate" in text) == single
+    assert ("compare learning-rate sensitivity: with every other setting as chosen, the grid of one strategy tried a "
+            "single learning rate" in text) == single
 
 
 def _pct(x, digits=1):

@@ -259,10 +259,13 @@ def unclean_flags(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, gro
             refused = e >= WIDE_REFUSE
         else:
             refused = e >= EXCESS_REFUSE and ink[i] >= INK_REFUSE
+        unsure_note = " (the pre-trained model is unsure what it shows)" if unsure else ""
         out.append((i, bool(refused),
                     f"not one clean digit: {100 * e:.0f}% more ink than the writer's other {labels[i]}s - crossed out, "
-                    f"scribbled over, or written over another digit"
-                    + (" (the pre-trained model is unsure what it shows)" if unsure else "")))
+                    f"scribbled over, or written over another digit{unsure_note}" if refused else
+                    f"{100 * e:.0f}% more ink than the writer's other {labels[i]}s{unsure_note}: look at it - crossed out, "
+                    "scribbled over, written over another digit, or only written with longer or more strokes (ink is "
+                    "measured with every stroke brought to one width, so a bigger digit has no more)"))
     return out
 
 
