@@ -45,6 +45,16 @@ def placement(result, truth) -> int:
     return correct
 
 
+def timed_read(image, spec, truth) -> tuple[float, int, int, str]:
+    """A rendered sheet read: seconds the reader took, digits found, digits in their true place, refusal ("")."""
+    start = time.perf_counter()
+    try:
+        result = sheet_reading.process_sheet(image, spec.layout, source=spec.name)
+        return time.perf_counter() - start, len(result.digits), placement(result, truth), ""
+    except sheet_reading.SheetError as err:
+        return time.perf_counter() - start, 0, 0, f"REFUSED: {err}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sheets", type=int, default=32)
@@ -58,12 +68,7 @@ def main() -> None:
     print(f"{'sheet':32s} {'writer':6s} {'layout':8s} {'expected':>8s} {'found':>5s} {'correct':>7s} {'seconds':>7s}  traits / refusal")
     for spec in handwriting.corpus(args.sheets):
         image, truth = handwriting.render_sheet(spec)
-        start = time.perf_counter()
-        try:
-            result = sheet_reading.process_sheet(image, spec.layout, source=spec.name)
-            seconds, found, correct, note = time.perf_counter() - start, len(result.digits), placement(result, truth), ""
-        except sheet_reading.SheetError as err:
-            seconds, found, correct, note = time.perf_counter() - start, 0, 0, f"REFUSED: {err}"
+        seconds, found, correct, note = timed_read(image, spec, truth)
         traits = ",".join(sorted(spec.traits - {"plain", "scan", "black", "ballpoint"})) or "clean scan"
         row = {"sheet": spec.name, "writer": spec.writer, "layout": f"{spec.layout.rows}x{spec.layout.cols}",
                "expected": spec.layout.count, "found": found, "correct": correct, "seconds": round(seconds, 3),
@@ -137,12 +142,7 @@ def students_sheets() -> list[dict]:
     rows = []
     for spec in student_sheets.students_corpus():
         image, truth, _ = student_sheets.render_sheet(spec)
-        start = time.perf_counter()
-        try:
-            result = sheet_reading.process_sheet(image, spec.layout, source=spec.name)
-            seconds, found, correct, note = time.perf_counter() - start, len(result.digits), placement(result, truth), ""
-        except sheet_reading.SheetError as err:
-            seconds, found, correct, note = time.perf_counter() - start, 0, 0, f"REFUSED: {err}"
+        seconds, found, correct, note = timed_read(image, spec, truth)
         if spec.hostile and not note:  # read whole (a letter a cell): the model's check before writing must refuse it
             try:
                 sheet_check.read_checked_sheet(image, spec.layout, pretrained, spec.name)
