@@ -56,3 +56,35 @@ def test_drawn_lines_are_removed_and_the_bar_on_them_survives():
     big = stats[1:, cv2.CC_STAT_AREA].argmax() + 1
     x, y, w, h = stats[big, :4]
     assert abs(x - 60) <= 2 and y == 40 and w >= 55 and y + h >= 99  # bar and stem in one piece, the bar whole
+
+
+def _wide_pair(mask: np.ndarray, x: int) -> None:
+    """Two 5-like shapes written into each other at ``x`` (each 40 px wide, 60 tall, pen 4 px): their top bars
+    join into one stroke 110 px long (1.8 digit heights), straight enough to pass for a line drawn by hand."""
+    for left in (x, x + 70):
+        mask[100:104, left : left + 40] = 255  # the top bar
+        mask[100:130, left : left + 4] = 255  # the stem down
+        cv2.ellipse(mask, (left + 20, 140), (20, 18), 0, -150, 150, 255, 4)  # the bowl
+    mask[100:104, x + 40 : x + 70] = 255  # the bars joined
+
+
+def test_a_wide_digit_s_top_on_a_page_without_lines_is_kept():
+    mask = np.zeros((300, 600), np.uint8)
+    _wide_pair(mask, 100)
+    cv2.circle(mask, (450, 140), 25, 255, 4)  # another digit
+    cleaned, lines = ink.remove_drawn_lines(mask, digit_height=60.0)
+    assert not lines.any() and np.array_equal(cleaned, mask)
+
+
+def test_a_line_s_piece_touching_a_digit_goes_and_so_does_a_wide_run_on_a_page_with_lines():
+    """Where the page has a line this way, a long run that is one piece with a digit is a line's piece."""
+    mask = np.zeros((300, 600), np.uint8)
+    _wide_pair(mask, 100)
+    mask[250:253, 20:580] = 255  # a line drawn under the row
+    cleaned, lines = ink.remove_drawn_lines(mask, digit_height=60.0)
+    assert not cleaned[250:253].any() and lines[100:104, 150:160].all()  # both runs went: the page has lines
+    alone = np.zeros((300, 600), np.uint8)
+    cv2.circle(alone, (200, 140), 25, 255, 4)
+    alone[163:166, 200:320] = 255  # a short line's piece leaving the digit's bottom, 2 digit heights long
+    cleaned, lines = ink.remove_drawn_lines(alone, digit_height=60.0)
+    assert lines[163:166, 240:320].any() and not cleaned[163:166, 240:320].any()  # the digit does not span it

@@ -9,6 +9,9 @@ or the same folder), so that a writer whose style the pre-trained model reads po
   or a crossed-out digit and its rewrite merged into one cell. All of them carry far more ink (in
   the 28x28 image, where every stroke is brought to the same width, ink is stroke length) than the
   writer's other copies of that digit: ``excess = (ink - median) / max(median, INK_FLOOR)``.
+* **two digits in one cell** (sheets, :func:`two_in_one`): measured on the page, where nothing is shrunk: much
+  wider than the writer's other copies of the label and with much longer strokes. A flat digit is only
+  wide, a big one only long.
 * **cut off at the page's edge** (sheets): the digit's box touches the edge of the page and is
   shorter than the other digits of the sheet.
 * **a row that is not the layout's digits** (sheets whose rows are sequences, :func:`alien_rows`): a row of
@@ -54,9 +57,10 @@ Measured with the shipped pre-trained model (``tests/test_digit_check.py`` holds
   reach 0.4-0.7): all four refused as crossed out (:func:`crossed_out`), and so is an X over a UNIPEN 4 in
   ``tests/test_hostile_round2.py``. Of the ten UNIPEN writers' 5246 digits, 2 have both diagonals inked
   where their group does not (two 8s of W09, 3-4% more ink): none refused; a crossed-out UNIPEN
-  digit and its rewrite joined in one image 0.95-1.68 (refused). Not caught: the same pair from the
-  real scan, which shrunk to fit has no more ink than the writer's other 5s (a flat 5 alone looks
-  the same to these measures; telling them apart needs the stroke structure).
+  digit and its rewrite joined in one image 0.95-1.68 (refused). The same pair from the real scan,
+  shrunk to fit, has no more ink than the writer's other 5s (a flat 5 alone looks the same at 28x28);
+  on the page it is twice as wide with 2.6 times their stroke length, which no real digit is
+  (:func:`two_in_one`): refused as two digits in one cell.
   Two exchanged neighbours of the real scan are read as each other at 0.84 and 0.90 (refused); a
   scan cut through the last row is refused as cut off; a 3 filed under 8/ and an 8 under 3/ of
   the second dataset are refused.
@@ -99,6 +103,8 @@ X_GROUP = 0.7  # ... the writer's other copies of the label cover theirs at most
 X_INK = 0.2  # ... at least this much more ink than those copies: refused as crossed out
 ROW_ALIEN = 0.2  # a row of a row_is_sequence sheet with at most this share read as labelled, ...
 ROW_REST = 0.85  # ... where the other rows have at least this share: not digits of the layout (refused)
+PAIR_WIDE = 1.4  # a sheet digit this many times as wide as the writer's other copies, and as wide for its height, ...
+PAIR_LENGTH = 1.2  # ... with strokes this much longer (in page pixels) than theirs: two digits in one cell (refused)
 LOOKS_LIKE = 0.03  # "looks more like the other digit": similarity to its copies higher by this much
 FILED_LOOKS_LIKE = 0.06  # ... by this much for a refusal
 
@@ -269,6 +275,38 @@ def unclean_flags(images: np.ndarray, labels: np.ndarray, probs: np.ndarray, gro
     return out
 
 
+def two_in_one(digits: list[Digit]) -> list[tuple[int, str]]:
+    """Sheet digits that are two digits in one cell, measured on the page before shrinking to 28x28: at least
+    :data:`PAIR_WIDE` times as wide as the median of the writer's other copies of the label (and as wide for
+    its height), with strokes at least :data:`PAIR_LENGTH` longer (:attr:`.Digit.strokes`, pen width divided
+    out). ``(index, reason)`` each; digits whose stroke length is not known (cut digits) are skipped.
+
+    A flat digit is wide with strokes no longer, a big one long but as tall as it is wide; a crossed-out
+    digit and its rewrite side by side is both. Measured on the 6158 digits of the corpus, the real scans, the
+    students' sheets and the sample: among the wide ones the longest strokes are 0.93 more than their
+    group's (a 1 with a flag and a base among plain 1s; 0.66 for any other digit); the crossed-out 5 of the
+    real scan and its rewrite, 1.62.
+    """
+    out = []
+    labels = np.array([d.label for d in digits])
+    length = np.array([d.strokes for d in digits], float)
+    boxes = np.array([d.box for d in digits], float).reshape(-1, 4)
+    for label in np.unique(labels):
+        members = np.flatnonzero((labels == label) & (length > 0))
+        if len(members) < MIN_GROUP:
+            continue
+        width, aspect = boxes[members, 2], boxes[members, 2] / np.maximum(boxes[members, 3], 1)
+        excess = length[members] / np.median(length[members]) - 1
+        wider = width / np.median(width)
+        pair = (wider >= PAIR_WIDE) & (aspect >= PAIR_WIDE * np.median(aspect)) & (excess >= PAIR_LENGTH)
+        for k in np.flatnonzero(pair):
+            out.append((int(members[k]), f"not one clean digit: {wider[k]:.1f} times as wide as the writer's other "
+                                         f"{label}s, with {100 * excess[k]:.0f}% longer strokes - two digits in one "
+                                         "cell (a digit crossed out and written again beside it, or two digits written "
+                                         "into each other?)"))
+    return out
+
+
 def _flag(d: Digit, probs: np.ndarray, i: int, reason: str, refused: bool, folder: bool, read_as: int | None = None) -> Flag:
     read_as = int(np.argmax(probs[i])) if read_as is None else int(read_as)
     return Flag(None if folder else d.row + 1, None if folder else d.col + 1, d.source if folder else None,
@@ -320,6 +358,8 @@ def sheet_flags(result: SheetResult, layout: SheetLayout, probs: np.ndarray) -> 
             return
         flags[i] = _flag(digits[i], probs, i, reason, refused, False, read_as)
 
+    for i, reason in two_in_one(digits):
+        add(i, reason, True)
     for i, refused, reason in unclean_flags(images, labels, probs):
         add(i, reason, refused)
 

@@ -61,6 +61,17 @@ def ink_scale(ink: np.ndarray) -> tuple[float, float]:
     return height, float(np.median(widths))
 
 
+def stroke_length(mask: np.ndarray) -> float:
+    """How long the strokes of one piece of ink are, in pixels (its area over its mean stroke width, as
+    :func:`.mnist_style.to_mnist` measures it): the same for a thin and a thick pen, and twice as much for two
+    digits as for one."""
+    ink = cv2.copyMakeBorder((mask > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    if not ink.any():
+        return 0.0
+    dist = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
+    return float(ink.sum() / (4.0 * dist[ink > 0].mean()))
+
+
 def _line_segments(ink: np.ndarray, min_length: int, horizontal: bool) -> np.ndarray:
     """Straight segments at least ``min_length`` long, within 10 degrees of horizontal (or vertical)."""
     kernel = (15, 1) if horizontal else (1, 15)
@@ -171,6 +182,44 @@ def _line_remnants(ink: np.ndarray, band: np.ndarray, digit_height: float, thick
     return cv2.bitwise_and(ink, cv2.bitwise_not(remnants)), remnants
 
 
+SPANNED = 0.65
+
+
+def _stroke_of_one_digit(ink: np.ndarray, runs: np.ndarray, box: np.ndarray, run: int, digit_height: float,
+                         horizontal: bool) -> bool:
+    """Is the long run ``run`` (of the labelled ``runs``, its stats ``box``) a stroke of one digit-sized piece of
+    ink rather than a line: all its ink in one piece, as tall as half a digit or more and at most three digits
+    long, whose other ink spans the run's whole length (a wide digit's top, the bars of two digits written into
+    each other, an X over a digit)? A line's fragment touching a digit sticks out past the digit's other ink,
+    and a line through digits or dashes joins them into a piece longer than three digits."""
+    x, y, w, h = (int(v) for v in box[:4])
+    pad = 2
+    y0, x0 = max(0, y - pad), max(0, x - pad)
+    on_run = (runs[y0 : y + h + pad, x0 : x + w + pad] == run) & (ink[y0 : y + h + pad, x0 : x + w + pad] > 0)
+    if not on_run.any():
+        return False
+    reach = int(3 * digit_height)  # the piece, if digit-sized, lies within three digits of the run
+    Y0, X0 = max(0, y - reach), max(0, x - reach)
+    window = (ink[Y0 : y + h + reach, X0 : x + w + reach] > 0).astype(np.uint8)
+    _, pieces, piece_stats, _ = cv2.connectedComponentsWithStats(window, connectivity=8)
+    owners = np.unique(pieces[y0 - Y0 : y0 - Y0 + on_run.shape[0], x0 - X0 : x0 - X0 + on_run.shape[1]][on_run])
+    owners = owners[owners > 0]
+    if len(owners) != 1:
+        return False
+    px, py, pw, ph = (int(v) for v in piece_stats[owners[0], :4])
+    if px == 0 or py == 0 or px + pw >= window.shape[1] or py + ph >= window.shape[0]:
+        return False  # the piece runs past the window: longer than three digits
+    if (ph if horizontal else pw) < 0.5 * digit_height or (pw if horizontal else ph) > 3 * digit_height:
+        return False
+    rest = pieces == owners[0]
+    rest[y0 - Y0 : y0 - Y0 + on_run.shape[0], x0 - X0 : x0 - X0 + on_run.shape[1]] &= ~on_run
+    lines = np.flatnonzero(rest.any(axis=0 if horizontal else 1))
+    if not len(lines):
+        return False
+    start, end = (x - X0, x - X0 + w) if horizontal else (y - Y0, y - Y0 + h)
+    return min(end, lines[-1] + 1) - max(start, lines[0]) >= SPANNED * (end - start)
+
+
 def remove_drawn_lines(ink: np.ndarray, digit_height: float, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Remove lines that are not straight or not whole: drawn by hand (wobbly, broken at the crossings),
     dashed, dotted or thick; return (ink without them, their mask).
@@ -182,6 +231,11 @@ def remove_drawn_lines(ink: np.ndarray, digit_height: float, known: np.ndarray |
     crosses the line, the gap left by removing the line is closed again across it, as in
     :func:`remove_grid_lines`. Thin pieces left on a line's course (where it wobbled, or between
     the parts :func:`remove_grid_lines` took, ``known``) go with it.
+
+    A page with no line in a direction but a wide digit (the tops of a crossed-out digit and its rewrite,
+    written into each other) has long runs too: where every run of the direction is a stroke of one
+    digit-sized piece (:func:`_stroke_of_one_digit`), none is taken. On a page with lines, a run like that is
+    more likely a line's broken piece touching a digit, and goes.
     """
     length = int(round(1.7 * digit_height))
     thick_limit = max(6.0, digit_height / 3)
@@ -196,10 +250,14 @@ def remove_drawn_lines(ink: np.ndarray, digit_height: float, known: np.ndarray |
         n, labels, stats, _ = cv2.connectedComponentsWithStats(runs, connectivity=8)
         across = stats[1:, 3] if horizontal else stats[1:, 2]
         thin = np.flatnonzero(across <= thick_limit + 6) + 1  # +6: the smear
-        band = np.isin(labels, thin).astype(np.uint8) * 255
+        straight = np.zeros_like(ink)
         if known is not None and known.any():  # the straight lines found before, in this direction
             kernel = (15, 1) if horizontal else (1, 15)
-            band = cv2.bitwise_or(band, cv2.morphologyEx(known, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel)))
+            straight = cv2.morphologyEx(known, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_RECT, kernel))
+        if len(thin) and not straight.any() and all(
+                _stroke_of_one_digit(ink, labels, stats[j], j, digit_height, horizontal) for j in thin):
+            thin = []  # no line this way on the page: every long run is a stroke of one digit-sized piece
+        band = cv2.bitwise_or(np.isin(labels, thin).astype(np.uint8) * 255, straight)
         if not band.any():
             continue
         line_ink = cv2.bitwise_and(ink, band)

@@ -130,6 +130,7 @@ class Digit:
     col: int
     box: tuple[int, int, int, int] = (0, 0, 0, 0)  # x, y, w, h on the page
     sheet: str = ""  # a name unique among the sheets of one dataset (used in file names); "" = from source
+    strokes: float = 0.0  # the length of its strokes in page pixels (ink.stroke_length); 0 = not known (a cut digit)
 
 
 @dataclass

@@ -36,7 +36,7 @@ import numpy as np
 
 from . import paths
 from .cells import CellReading, _annotate, _diagnosis, _where, assign_cells, refusal
-from .ink import binarize, ink_scale, remove_drawn_lines, remove_grid_lines
+from .ink import binarize, ink_scale, remove_drawn_lines, remove_grid_lines, stroke_length
 from .layout import ORDERS, Box, Digit, SheetError, SheetLayout, SheetResult, ShortRow
 from .mnist_style import to_mnist
 from .page import (PAGE_WIDTH, blur_problem, exposure_problem, find_page, light_surface_edge, page_and_transform,
@@ -121,7 +121,8 @@ def process_sheet(image: np.ndarray, layout: SheetLayout | None = None, source: 
     digits, boxes, given = [], [], []
     for (r, c), piece in sorted(cells.items()):
         label = layout.label_at(r, c)
-        digits.append(Digit(_image_of(piece, labels), label, source, r, c, piece.box))
+        mask = _mask_of(piece, labels)
+        digits.append(Digit(to_mnist(mask), label, source, r, c, piece.box, strokes=stroke_length(mask)))
         boxes.append(piece.box)
         given.append(label)
     steps["digits"] = len(digits)
@@ -185,10 +186,15 @@ def _within_rows(box: Box, rows: list[tuple[Box, str]]) -> bool:
     return any(y - h / 2 <= middle <= y + 1.5 * h for (_, y, _, h), _ in rows)
 
 
-def _image_of(piece: Piece, labels: np.ndarray) -> np.ndarray:
-    """The piece's ink alone (not its neighbours' in its box), MNIST-style (28x28)."""
+def _mask_of(piece: Piece, labels: np.ndarray) -> np.ndarray:
+    """The piece's ink alone (not its neighbours' in its box), 255 = ink, the size of its box."""
     x, y, w, h = piece.box
-    return to_mnist(np.where(np.isin(labels[y : y + h, x : x + w], piece.ids), 255, 0).astype(np.uint8))
+    return np.where(np.isin(labels[y : y + h, x : x + w], piece.ids), 255, 0).astype(np.uint8)
+
+
+def _image_of(piece: Piece, labels: np.ndarray) -> np.ndarray:
+    """The piece's ink alone, MNIST-style (28x28)."""
+    return to_mnist(_mask_of(piece, labels))
 
 
 def _reads_sideways(ink: np.ndarray, layout: SheetLayout, n_pieces: int) -> bool:
