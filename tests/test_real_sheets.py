@@ -196,6 +196,20 @@ def test_a_wide_digit_in_a_row_missing_a_digit_is_not_cut_for_two(parts, digit, 
             sheet_reading.process_sheet(image, SheetLayout(rows=6), source="wide.png")
 
 
+@pytest.mark.parametrize("pitch", [CLOSE, 260])
+@pytest.mark.parametrize("shift_rest", [False, True])
+@pytest.mark.parametrize("triple, drop", [((2, 5), 9), ((1, 2), 0), ((4, 0), 9)])
+def test_three_digits_touching_in_a_row_missing_a_digit_are_never_cut_into_a_wrong_label(parts, triple, drop,
+                                                                                          shift_rest, pitch):
+    """Three neighbours pushed into one piece and the row's first or last digit left out: the piece looks like
+    three digits and the row is short by more than the gaps they closed, as three digits written into each
+    other also make it (W02's 6, 7 and 8 of the students' sheets are cut). Missing a digit, it is refused."""
+    r, d = triple
+    image, _ = sequence_sheet(parts, touch=((r, d), (r, d + 1)), drop=((r, drop),), pitch=pitch, shift_rest=shift_rest)
+    with pytest.raises(SheetError, match=rf"row {r + 1}\b"):
+        sheet_reading.process_sheet(image, SheetLayout(rows=6), source="three.png")
+
+
 def test_a_touching_pair_is_not_cut_when_the_count_does_not_ask(parts):
     """The pair holds 2 digits but the row misses a third: the count cannot say how to cut, so it is refused."""
     image, _ = sequence_sheet(parts, touch=((2, 6),), drop=((2, 1),))

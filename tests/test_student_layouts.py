@@ -94,13 +94,10 @@ def test_a_plain_sheet_of_the_same_writers_is_read_right():
         assert misreads(result, truth) == []
 
 
-# Sheets the reader still refuses (issue 15 is open for them): each must stay a refusal, never a misread, and the
-# test fails as soon as one is read right, so that it is taken off this list. W02's row 8: the 7's bar reaches over
-# the 8, the pair is 98 px wide where their columns are 87 and 66 (1.3 digits, not 2): refused as "looks like 2
-# digits touching ... leave a gap", as the row's count cannot say where to cut so deep an overlap.
-STILL_REFUSED = {
-    ("touching", "W02"),
-}
+# Sheets the reader still refuses: each must stay a refusal, never a misread, and the test fails as soon as one is
+# read right, so that it is taken off this list. (W02's row 8, where the 7 is written into the 6 and the 8, each a
+# third of a column into the next, was the last one: it is cut in three and read right.)
+STILL_REFUSED: set[tuple[str, str]] = set()
 # Read with every label right (by the table's cells), but a digit whose stroke lies on a cell's line loses that
 # stroke with the line, so its box is not the true one: a known gap of line removal. A stroke lying on the line and
 # thickening it (a 7's bar, a 5's top) is kept (ink.strokes_along); a 6's loop flattened along the line (row 11) is not.

@@ -262,9 +262,12 @@ def _touching_by_columns(digits: list[Piece], columns: Columns) -> list[int] | N
     some pieces; when it is cheaper by a clear margin (0.25) than every reading without a cut (one
     with an empty column: a digit missing); and when every piece to be cut is wider than the widest
     of its columns by 30% (a digit written wide is not two); when the reading fits well (:data:`FIT`); and
-    when the row is shorter than the other rows by the gaps the touching digits closed (within 0.4 of a
-    column's pitch; a digit missing at the row's end shortens it by a whole pitch). Else None: the row is refused, never cut on
-    a guess.
+    when the row is shorter than the other rows by the gaps the touching digits closed, within :data:`SHORTER`
+    of a column's pitch for the first join and :data:`SHORTER_MORE` for each further one (digits written into
+    each other shorten the row by their overlaps too, which add up: 0.41 of a pitch for W02's 6, 7 and 8 of
+    ``tests/test_student_layouts.py``, two joins; a digit missing at the row's end shortens it by its
+    column's width beyond the gaps, measured 0.47 of a pitch where its neighbour is written wide). Else
+    None: the row is refused, never cut on a guess.
     """
     best = align(digits, columns)
     if best is None or best[2] or best[3] or all(k == 1 for _, _, k in best[1]) or best[0] > FIT * len(digits):
@@ -280,7 +283,8 @@ def _touching_by_columns(digits: list[Piece], columns: Columns) -> list[int] | N
     span = digits[-1].box[0] + digits[-1].box[2] - digits[0].box[0]
     shortfall = float(columns.right[-1] - columns.left[0]) - span
     closed = sum(float(columns.left[c + q + 1] - columns.right[c + q]) for _, c, k in best[1] for q in range(k - 1))
-    if abs(shortfall - closed) > 0.4 * columns.pitch:
+    joins = sum(k - 1 for _, _, k in best[1])
+    if abs(shortfall - closed) > (SHORTER + SHORTER_MORE * (joins - 1)) * columns.pitch:
         return None
     return [k for _, _, k in sorted(best[1])]
 
@@ -513,6 +517,8 @@ def columns_of(grouped: list[list[Piece]], layout: SheetLayout) -> Columns | Non
 
 MISS, EXTRA, SPLIT = 1.2, 1.2, 0.3  # what an empty column, a piece too many and a cut cost in :func:`align`
 SHAPE_MARGIN = 0.25  # in :func:`_extra_by_shape`: how much better the best reading must be than the next
+SHORTER = 0.4  # a row cut at touching digits may be shorter than the gaps they closed by this much of a pitch
+SHORTER_MORE = 0.2  # ... and by this much more for each further join (their overlaps add up)
 FIT = 0.45  # the most a reading may cost a piece, on average, to be trusted (rows of digits: 0.1-0.4; letters: 0.6+)
 EXTRA_MARGIN = 0.5  # a piece is named the one too many only if the row fits the columns this much better without it
 
