@@ -113,6 +113,19 @@ def test_a_flat_or_a_big_digit_is_not_two_digits_in_one_cell(parts, read, fx, fy
     assert not any("two digits in one cell" in f.reason for f in check.flagged), [f.reason for f in check.flagged]
 
 
+def test_a_1_with_a_flag_and_a_base_among_plain_1s_is_not_two_digits():
+    """W06 writes most 1s as a plain stroke and some with a flag and a base: on the corpus sheet W06 9x9, row 4's 1
+    is 4 times as wide as the others with 2.2 times their stroke length. Their median counts as at least 0.6 of
+    the sheet's median digit (``PAIR_FLOOR``), against which it is not two digits."""
+    spec = next(s for s in handwriting.corpus() if s.name == "W06_9x9_seq123456789_s1025")
+    image, _ = handwriting.render_sheet(spec)
+    result = sheet_reading.process_sheet(image, spec.layout, source=spec.name)
+    one = next(d for d in result.digits if (d.row, d.col) == (3, 0))
+    others = [d for d in result.digits if d.label == 1 and d is not one]
+    assert one.box[2] > 3 * np.median([d.box[2] for d in others])  # the case: far wider than the plain 1s
+    assert digit_check.two_in_one(result.digits) == []
+
+
 @pytest.mark.parametrize("digit", [2, 3, 5, 7])
 def test_a_crossed_out_digit_is_refused_or_listed(parts, read, digit):
     """An X over a digit with the digit's own pen: both diagonals of its box inked, where the writer's other

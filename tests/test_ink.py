@@ -88,3 +88,26 @@ def test_a_line_s_piece_touching_a_digit_goes_and_so_does_a_wide_run_on_a_page_w
     alone[163:166, 200:320] = 255  # a short line's piece leaving the digit's bottom, 2 digit heights long
     cleaned, lines = ink.remove_drawn_lines(alone, digit_height=60.0)
     assert lines[163:166, 240:320].any() and not cleaned[163:166, 240:320].any()  # the digit does not span it
+
+
+def test_a_loop_lying_flat_on_a_line_is_kept_and_a_bowl_the_line_crosses_is_not():
+    """A 6 whose flat loop sits on a drawn line (the line through the loop's middle) keeps its loop; a 0 cut
+    through its middle by the line loses the line inside it; two ragged parallel lines with paper between
+    them (the paper's edge and its shadow) are not a loop."""
+    mask = np.zeros((300, 600), np.uint8)
+    mask[150:153, 10:590] = 255  # the line
+    cv2.ellipse(mask, (150, 150), (22, 8), 0, 0, 360, 255, 4)  # the 6's loop, flat on the line
+    cv2.line(mask, (130, 150), (160, 95), 255, 4)  # ... and its stem rising from it
+    cv2.ellipse(mask, (350, 150), (20, 32), 0, 0, 360, 255, 4)  # a 0 the line runs through
+    cleaned, lines = ink.remove_drawn_lines(mask, digit_height=60.0)
+    assert cleaned[140:147, 135:165].any() and cleaned[153:160, 135:165].any()  # the loop's top and bottom
+    assert not cleaned[150:153, 250:300].any()  # the line beside them is gone
+    assert not cleaned[150:153, 340:360].any()  # inside the 0, the line is gone
+    edge = np.zeros((300, 600), np.uint8)
+    for x in (300, 306):
+        edge[10:290, x : x + 3] = 255
+    edge[10:290:25, 300:309] = 255  # bridges: strips of paper enclosed between them, 22 px long, 3 across
+    cv2.circle(edge, (150, 150), 25, 255, 4)
+    keep = ink.loops_on_line(edge, edge & (np.arange(600) >= 299)[None, :].astype(np.uint8) * 255,
+                             horizontal=False, digit_height=60.0)
+    assert not keep.any()

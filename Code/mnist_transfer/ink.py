@@ -127,6 +127,72 @@ def strokes_along(ink: np.ndarray, line_ink: np.ndarray, horizontal: bool, digit
     return cv2.bitwise_and(line_ink, thicker)
 
 
+def loops_on_line(ink: np.ndarray, line_ink: np.ndarray, horizontal: bool, digit_height: float) -> np.ndarray:
+    """The part of ``line_ink`` that is a digit's loop lying flat on the line (a 6's loop written on a cell's
+    line, the line running through it): the ink around small enclosed holes of the paper near the line.
+
+    The holes (paper enclosed by ink, at most 0.4 digit heights across the line and one along it, the loop
+    cut into several by the line, joined again within 3 pixels) must together be a fifth of a digit height
+    to a digit height long and hold 20 pixels, the largest a fifth of a digit height long and 4 pixels
+    across (specks of paper in the ragged ink of a line or of the paper's edge are smaller). The ink within 6 pixels of them is the loop's stroke, if
+    nearly all of it (80%) lies on or within 13 pixels of the line: a loop lying on the line, not a
+    digit's bowl that the line only crosses (a 0 or an 8 cut through the middle reaches far from it); and if
+    its ink joins a stroke that leaves the line by 0.3 digit heights (the 6's stem; the paper's edge and its
+    shadow, two ragged lines with paper between them, never leave it).
+    """
+    keep = np.zeros_like(ink)
+    n, paper, stats, _ = cv2.connectedComponentsWithStats((ink == 0).astype(np.uint8), connectivity=4)
+    height, width = ink.shape
+    along, across = (stats[:, 2], stats[:, 3]) if horizontal else (stats[:, 3], stats[:, 2])
+    enclosed = ((stats[:, 0] > 0) & (stats[:, 1] > 0) & (stats[:, 0] + stats[:, 2] < width)
+                & (stats[:, 1] + stats[:, 3] < height))
+    small = np.flatnonzero(enclosed & (along <= digit_height) & (across <= 0.4 * digit_height))
+    if not len(small) or not line_ink.any():
+        return keep
+    _, pieces, piece_stats, _ = cv2.connectedComponentsWithStats((ink > 0).astype(np.uint8), connectivity=8)
+    holes = np.isin(paper, small).astype(np.uint8) * 255
+    groups = cv2.dilate(holes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    near = cv2.dilate(line_ink, cv2.getStructuringElement(cv2.MORPH_RECT, (1, 27) if horizontal else (27, 1)))
+    ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13))
+    m, group, group_stats, _ = cv2.connectedComponentsWithStats(groups, connectivity=8)
+    for g in range(1, m):
+        x, y, w, h = (int(v) for v in group_stats[g, :4])
+        if not 0.2 * digit_height <= (w if horizontal else h) <= digit_height:
+            continue
+        window = (slice(max(0, y - 8), y + h + 8), slice(max(0, x - 8), x + w + 8))
+        loop = ((group[window] == g) & (holes[window] > 0)).astype(np.uint8)
+        inside = np.unique(paper[window][loop > 0])
+        widest = int(along[inside].max()) if len(inside) else 0
+        deepest = int(across[inside].max()) if len(inside) else 0
+        if loop.sum() < 20 or widest < 0.2 * digit_height or deepest < 4:
+            continue  # specks of paper in a rough edge or a line's ragged ink, not a loop's inside
+        stroke = (cv2.dilate(loop, ring) > 0) & (ink[window] > 0)
+        if (near[window][stroke] > 0).mean() >= 0.8 and (line_ink[window][stroke] > 0).any() and _leaves_line(
+                pieces, piece_stats, np.unique(pieces[window][stroke]), near, horizontal, 0.3 * digit_height):
+            keep[window][stroke] = 255
+    return cv2.bitwise_and(line_ink, keep)
+
+
+def _leaves_line(pieces: np.ndarray, stats: np.ndarray, ids: np.ndarray, near: np.ndarray, horizontal: bool,
+                 reach: float) -> bool:
+    """Does the ink of the pieces ``ids`` (labels of ``pieces``) reach at least ``reach`` pixels away from the
+    line's neighbourhood ``near``, across the line (a 6's stem rising from its loop)?"""
+    for i in ids[ids > 0]:
+        x, y, w, h = (int(v) for v in stats[i, :4])
+        off = (pieces[y : y + h, x : x + w] == i) & (near[y : y + h, x : x + w] == 0)
+        lines = np.flatnonzero(off.any(axis=1 if horizontal else 0))
+        if len(lines) and lines[-1] - lines[0] + 1 >= reach:
+            return True
+    return False
+
+
+def _digit_strokes_on(ink: np.ndarray, line_ink: np.ndarray, horizontal: bool, digit_height: float) -> np.ndarray:
+    """The part of ``line_ink`` that is a digit's: a stroke along it (:func:`strokes_along`) or a loop on it
+    (:func:`loops_on_line`)."""
+    return cv2.bitwise_or(strokes_along(ink, line_ink, horizontal, digit_height),
+                          loops_on_line(ink, line_ink, horizontal, digit_height))
+
+
 def remove_grid_lines(ink: np.ndarray, digit_height: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Remove printed/ruled straight lines of any weight; return (ink without lines, line mask).
 
@@ -152,8 +218,8 @@ def remove_grid_lines(ink: np.ndarray, digit_height: float | None = None) -> tup
         across = (1, 2 * reach + 1) if horizontal else (2 * reach + 1, 1)
         band = cv2.dilate(drawn, cv2.getStructuringElement(cv2.MORPH_RECT, across))
         line_ink = cv2.bitwise_and(ink, band)
-        if digit_height:  # strokes lying on the line stay (the scale of the writing says how thick one can be)
-            line_ink = cv2.bitwise_and(line_ink, cv2.bitwise_not(strokes_along(ink, line_ink, horizontal, digit_height)))
+        if digit_height:  # strokes and loops lying on the line stay (the scale of the writing says how thick one can be)
+            line_ink = cv2.bitwise_and(line_ink, cv2.bitwise_not(_digit_strokes_on(ink, line_ink, horizontal, digit_height)))
         cleaned = cv2.bitwise_and(ink, cv2.bitwise_not(line_ink))
         close = (1, 2 * reach + 3) if horizontal else (2 * reach + 3, 1)  # strokes crossing the band, joined again
         repaired = cv2.morphologyEx(cleaned, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, close))
@@ -261,7 +327,7 @@ def remove_drawn_lines(ink: np.ndarray, digit_height: float, known: np.ndarray |
         if not band.any():
             continue
         line_ink = cv2.bitwise_and(ink, band)
-        line_ink = cv2.bitwise_and(line_ink, cv2.bitwise_not(strokes_along(ink, line_ink, horizontal, digit_height)))
+        line_ink = cv2.bitwise_and(line_ink, cv2.bitwise_not(_digit_strokes_on(ink, line_ink, horizontal, digit_height)))
         cleaned = cv2.bitwise_and(ink, cv2.bitwise_not(line_ink))
         cleaned, remnants = _line_remnants(cleaned, band, digit_height, thick_limit, horizontal)
         line_ink = cv2.bitwise_or(line_ink, remnants)
