@@ -37,11 +37,14 @@ REAL = paths.CODE_DIR / "data" / "real_sheets"
 
 
 def placement(result, truth) -> int:
-    """How many digits have their box centre (in the photo's pixels) inside the true box of their (row, col, label)."""
+    """How many digits have their box centre (in the photo's pixels) inside the true box of their (row, col, label);
+    where true boxes overlap (digits written into each other), the one whose centre is nearest counts."""
     correct = 0
     for d, (x, y) in zip(result.digits, result.image_centres()):
         hits = [t for t in truth if t["box"][0] <= x <= t["box"][0] + t["box"][2] and t["box"][1] <= y <= t["box"][1] + t["box"][3]]
-        correct += len(hits) == 1 and (hits[0]["row"], hits[0]["col"], hits[0]["label"]) == (d.row, d.col, d.label)
+        if hits:
+            t = min(hits, key=lambda t: (t["box"][0] + t["box"][2] / 2 - x) ** 2 + (t["box"][1] + t["box"][3] / 2 - y) ** 2)
+            correct += (t["row"], t["col"], t["label"]) == (d.row, d.col, d.label)
     return correct
 
 
