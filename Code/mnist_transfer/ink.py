@@ -134,8 +134,8 @@ def loops_on_line(ink: np.ndarray, line_ink: np.ndarray, horizontal: bool, digit
     The holes (paper enclosed by ink, at most 0.4 digit heights across the line and one along it, the loop
     cut into several by the line, joined again within 3 pixels) must together be a fifth of a digit height
     to a digit height long and hold 20 pixels, the largest a fifth of a digit height long and 4 pixels
-    across (specks of paper in the ragged ink of a line or of the paper's edge are smaller). The ink within 6 pixels of them is the loop's stroke, if
-    nearly all of it (80%) lies on or within 13 pixels of the line: a loop lying on the line, not a
+    across (specks of paper in the ragged ink of a line or of the paper's edge are smaller). The ink within
+    6 pixels of them is the loop's stroke, if nearly all of it (80%) lies on or within 13 pixels of the line: a loop lying on the line, not a
     digit's bowl that the line only crosses (a 0 or an 8 cut through the middle reaches far from it); and if
     its ink joins a stroke that leaves the line by 0.3 digit heights (the 6's stem; the paper's edge and its
     shadow, two ragged lines with paper between them, never leave it).
@@ -248,15 +248,15 @@ def _line_remnants(ink: np.ndarray, band: np.ndarray, digit_height: float, thick
     return cv2.bitwise_and(ink, cv2.bitwise_not(remnants)), remnants
 
 
-SPANNED = 0.65
+SPANNED = 0.65  # a run is one digit's stroke if the digit's other ink lies along this share of it (a 5's bar overhangs)
 
 
 def _stroke_of_one_digit(ink: np.ndarray, runs: np.ndarray, box: np.ndarray, run: int, digit_height: float,
                          horizontal: bool) -> bool:
     """Is the long run ``run`` (of the labelled ``runs``, its stats ``box``) a stroke of one digit-sized piece of
     ink rather than a line: all its ink in one piece, as tall as half a digit or more and at most three digits
-    long, whose other ink spans the run's whole length (a wide digit's top, the bars of two digits written into
-    each other, an X over a digit)? A line's fragment touching a digit sticks out past the digit's other ink,
+    long, whose other ink lies along :data:`SPANNED` of the run (a wide digit's top, the bars of two digits
+    written into each other, an X over a digit: the rewritten 5's bar reaches a quarter past its body)? A line's fragment touching a digit sticks out past the digit's other ink,
     and a line through digits or dashes joins them into a piece longer than three digits."""
     x, y, w, h = (int(v) for v in box[:4])
     pad = 2
