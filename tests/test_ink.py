@@ -104,9 +104,10 @@ def test_a_loop_lying_flat_on_a_line_is_kept_and_a_bowl_the_line_crosses_is_not(
     assert not cleaned[150:153, 250:300].any()  # the line beside them is gone
     assert not cleaned[150:153, 340:360].any()  # inside the 0, the line is gone
     edge = np.zeros((300, 600), np.uint8)
-    for x in (300, 306):
+    for x in (300, 309):
         edge[10:290, x : x + 3] = 255
-    edge[10:290:25, 300:309] = 255  # bridges: strips of paper enclosed between them, 22 px long, 3 across
+    for y in range(10, 290, 30):
+        edge[y : y + 8, 300:312] = 255  # bridges: strips of paper enclosed between them, 22 px long, 6 across
     cv2.circle(edge, (150, 150), 25, 255, 4)
     keep = ink.loops_on_line(edge, edge & (np.arange(600) >= 299)[None, :].astype(np.uint8) * 255,
                              horizontal=False, digit_height=60.0)

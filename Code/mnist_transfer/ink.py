@@ -4,13 +4,16 @@ Straight printed or ruled lines of any weight go first (:func:`remove_grid_lines
 transform); then lines that are not straight or not whole, drawn by hand, dashed, dotted or thick,
 and the pieces left on a line's course (:func:`remove_drawn_lines`). Strokes of digits that cross
 a line are joined again across it, and strokes that run along a line, on top of it, are kept
-(:func:`strokes_along`). Imports nothing from the other stages.
+(:func:`strokes_along`). Imports nothing from the other stages (only the stroke width of
+:mod:`.mnist_style`, listed above them in the package).
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from .mnist_style import stroke_width
 
 
 def flatten_light(page: np.ndarray) -> np.ndarray:
@@ -55,21 +58,16 @@ def ink_scale(ink: np.ndarray) -> tuple[float, float]:
     boxes = s[ok][big]
     widths = []
     for x, y, bw, bh, _ in boxes[:: max(1, len(boxes) // 40)]:
-        piece = (ink[y : y + bh, x : x + bw] > 0).astype(np.uint8)
-        dist = cv2.distanceTransform(cv2.copyMakeBorder(piece, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0), cv2.DIST_L2, 3)
-        widths.append(4.0 * float(dist[dist > 0].mean()))
+        widths.append(stroke_width(ink[y : y + bh, x : x + bw]))
     return height, float(np.median(widths))
 
 
 def stroke_length(mask: np.ndarray) -> float:
-    """How long the strokes of one piece of ink are, in pixels (its area over its mean stroke width, as
-    :func:`.mnist_style.to_mnist` measures it): the same for a thin and a thick pen, and twice as much for two
-    digits as for one."""
-    ink = cv2.copyMakeBorder((mask > 0).astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
-    if not ink.any():
-        return 0.0
-    dist = cv2.distanceTransform(ink, cv2.DIST_L2, 3)
-    return float(ink.sum() / (4.0 * dist[ink > 0].mean()))
+    """How long the strokes of one piece of ink are, in pixels (its area over its mean stroke width,
+    :func:`.mnist_style.stroke_width`): the same for a thin and a thick pen, and twice as much for two digits
+    as for one."""
+    area = int(np.count_nonzero(mask))
+    return area / stroke_width(mask) if area else 0.0
 
 
 def _line_segments(ink: np.ndarray, min_length: int, horizontal: bool) -> np.ndarray:
